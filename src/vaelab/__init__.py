@@ -1,0 +1,40 @@
+"""vaelab: learn, train and diagnose variational autoencoders (Keras 3).
+
+Importing vaelab selects the JAX backend unless ``KERAS_BACKEND`` is already
+set, so it must happen before Keras is first imported. Submodules are loaded
+on first use, which keeps ``vaelab data`` and argument errors fast.
+"""
+
+import importlib
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "DataError": "data",
+    "load_mnist": "data",
+    "load_idx_dir": "data",
+    "to_vectors": "data",
+    "kl_normal": "divergences",
+    "kl_standard_normal": "divergences",
+    "kl_diagonal_normals": "divergences",
+    "OurDense": "layers",
+    "Sampling": "layers",
+    "VAE": "models",
+    "build_vae": "models",
+    "compile_vae": "models",
+    "build_classifier": "models",
+    "KLAnnealing": "callbacks",
+    "KLSchedule": "callbacks",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"vaelab.{module}"), name)

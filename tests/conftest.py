@@ -1,0 +1,53 @@
+"""Shared fixtures: small MNIST-format folders made by the tests, and real MNIST."""
+
+import gzip
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np
+import pytest
+
+
+def write_idx(path, array, gz=False):
+    """Write a uint8 array as an IDX file (raw or gzip)."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    if gz:
+        with gzip.open(f"{path}.gz", "wb") as f:
+            f.write(payload)
+    else:
+        with open(path, "wb") as f:
+            f.write(payload)
+
+
+def make_idx_dir(folder, n_train=60, n_test=20, side=28, gz=False, seed=0):
+    """A folder of the four IDX files with random content; returns the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, side, side)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, side, side)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        write_idx(folder / name, array, gz=gz)
+    return {k: v.astype(np.uint8) for k, v in arrays.items()}
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    folder = tmp_path / "idx"
+    make_idx_dir(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """Real MNIST, through the project's own loader (fetched into the cache if needed)."""
+    from vaelab.data import load_mnist
+
+    return load_mnist()
