@@ -1,0 +1,88 @@
+"""Keras callbacks that steer and watch VAE training."""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+
+from vaelab import schedules
+from vaelab.layers import Sampling, _check_positive_int
+
+
+def sampling_layers(model: keras.Model) -> list[Sampling]:
+    """Every ``Sampling`` layer in ``model`` (nested models included)."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, Sampling)]
+
+
+class KLSchedule(keras.callbacks.Callback):
+    """Sets the KL weight of every sampling layer from a schedule, once per epoch.
+
+    At the start of 1-based epoch ``e`` the weight becomes ``schedule(e)``.
+    The weight is reached through ``self.model`` (never a captured variable),
+    so the change reaches the compiled train step; the weight applied during
+    the epoch is written to ``logs["kl_weight"]`` so it shows in ``History``.
+
+    Args:
+        schedule: a function ``epoch -> weight`` (see ``vaelab.schedules``).
+        verbose: print one line per epoch with the weight.
+    """
+
+    def __init__(self, schedule: schedules.Schedule, verbose: bool = True):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+        self.weight = None
+
+    def _set(self, weight: float) -> None:
+        layers = sampling_layers(self.model)
+        if not layers:
+            raise ValueError(f"{type(self).__name__} needs a model with a Sampling layer; "
+                             f"{self.model.name!r} has none")
+        for layer in layers:
+            layer.kl_weight.assign(weight)
+        self.weight = float(weight)
+
+    def _message(self, epoch: int, weight: float) -> str:
+        return f"epoch {epoch}: KL weight {weight:g}"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        epoch += 1  # Keras counts from 0, the schedules from 1
+        weight = float(self.schedule(epoch))
+        self._set(weight)
+        if self.verbose:
+            print(self._message(epoch, weight))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["kl_weight"] = self.weight
+
+
+class KLAnnealing(KLSchedule):
+    """The lab's KL annealing: weight 0 at train start, then a linear ramp.
+
+    At the start of 1-based epoch ``e`` the weight stays 0 while
+    ``e < epoch_start``, then becomes ``min(1, (e − epoch_start) / duration_epochs)``
+    (``vaelab.schedules.linear``). With the lab's (4, 8) and 20 epochs the weights
+    are 0, 0, 0, 0, 0.125, 0.25, …, 0.875, 1, …, 1.
+
+    Args:
+        epoch_start: positive int, the first epoch of the ramp.
+        duration_epochs: positive int, epochs from weight 0 to weight 1.
+        verbose: print one line per epoch, as the lab's callback does.
+    """
+
+    def __init__(self, epoch_start: int = 4, duration_epochs: int = 8, verbose: bool = True):
+        self.epoch_start = _check_positive_int("epoch_start", epoch_start)
+        self.duration_epochs = _check_positive_int("duration_epochs", duration_epochs)
+        super().__init__(functools.partial(schedules.linear, start=epoch_start,
+                                           duration=duration_epochs), verbose)
+
+    def on_train_begin(self, logs=None):
+        self._set(0.0)  # no KL at the beginning of training
+
+    def _message(self, epoch, weight):
+        if epoch < self.epoch_start:
+            return f"epoch {epoch}: KL weight {weight:g} (annealing starts at epoch {self.epoch_start})"
+        return f"epoch {epoch}: KL weight {weight:g}"

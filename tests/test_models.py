@@ -1,0 +1,101 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from vaelab.data import to_vectors
+from vaelab.models import VAE, build_classifier, build_vae, compile_vae
+
+
+def data(n=256, d=784, seed=0):
+    return np.random.default_rng(seed).random((n, d)).astype(np.float32)
+
+
+def test_vae_architecture_matches_the_lab():
+    vae = build_vae()
+    sizes = {layer.name: layer.units for layer in vae.model.layers if hasattr(layer, "units")}
+    assert sizes == {"encoder_hidden": 512, "z_mean": 32, "z_log_var": 32,
+                     "decoder_hidden": 512, "decoder_output": 784}
+    assert vae.model.get_layer("decoder_output").activation is keras.activations.linear
+    assert vae.model.get_layer("encoder_hidden").activation is keras.activations.relu
+    # 784*512+512 + 2*(512*32+32) + 32*512+512 + 512*784+784
+    assert vae.model.count_params() == 401920 + 2 * 16416 + 16896 + 402192 + 1  # +1: kl_weight
+    mean, log_var, z = vae.encoder(data(5))
+    assert tuple(mean.shape) == tuple(log_var.shape) == tuple(z.shape) == (5, 32)
+    assert tuple(vae.decoder(np.zeros((3, 32), np.float32)).shape) == (3, 784)
+
+
+def test_encoder_and_decoder_share_the_models_weights():
+    vae = build_vae(hidden_dim=16, latent_dim=4, input_dim=10, seed=0)
+    assert vae.decoder.get_layer("decoder_output") is vae.model.get_layer("decoder_output")
+    # Make the posterior (almost) a point mass: log σ² = −40, so z = mean up to ~2e-9.
+    log_var_layer = vae.model.get_layer("z_log_var")
+    log_var_layer.kernel.assign(np.zeros(log_var_layer.kernel.shape, np.float32))
+    log_var_layer.bias.assign(np.full(log_var_layer.bias.shape, -40.0, np.float32))
+    x = data(6, 10)
+    mean, log_var, z = (ops.convert_to_numpy(t) for t in vae.encoder(x))
+    np.testing.assert_allclose(log_var, -40.0)
+    np.testing.assert_allclose(z, mean, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(vae.model(x)),
+                               ops.convert_to_numpy(vae.decoder(mean)), atol=1e-5)
+
+
+def test_history_reports_each_loss_term():
+    keras.utils.set_random_seed(0)
+    x = data()
+    vae = compile_vae(build_vae(seed=0))
+    history = vae.model.fit(x, x, epochs=2, batch_size=64, verbose=0,
+                            validation_data=(x[:64], x[:64])).history
+    for key in ("loss", "reconstruction_loss", "kl_loss", "val_loss",
+                "val_reconstruction_loss", "val_kl_loss"):
+        assert len(history[key]) == 2
+    total = np.array(history["reconstruction_loss"]) + np.array(history["kl_loss"])
+    np.testing.assert_allclose(history["loss"], total, rtol=1e-5)
+    # The reconstruction term is the MSE of the model's output on the validation data.
+    assert history["val_reconstruction_loss"][-1] > 0
+
+
+def test_loss_rejects_mismatched_target_shape():
+    vae = compile_vae(build_vae(input_dim=8, hidden_dim=4, latent_dim=2))
+    x = data(32, 8)
+    with pytest.raises(ValueError, match=r"same shape.*y=\(None, 1\)|same shape.*\(32, 1\)"):
+        vae.model.fit(x, x[:, :1], epochs=1, verbose=0)
+
+
+def test_save_and_load_gives_identical_encoder_means(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = data(64)
+    vae = compile_vae(build_vae(seed=2))
+    vae.model.fit(x, x, epochs=1, batch_size=32, verbose=0)
+    vae.sampling.kl_weight.assign(0.375)
+    path = tmp_path / "vae.keras"
+    vae.model.save(path)
+    loaded = VAE.from_model(keras.models.load_model(path, safe_mode=True))
+    before = ops.convert_to_numpy(vae.encoder.predict(x, verbose=0)[0])
+    after = ops.convert_to_numpy(loaded.encoder.predict(x, verbose=0)[0])
+    np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(ops.convert_to_numpy(vae.decoder(before)),
+                                  ops.convert_to_numpy(loaded.decoder(after)))
+    assert float(ops.convert_to_numpy(loaded.sampling.kl_weight.value)) == 0.375
+    assert loaded.sampling.kl_scale == pytest.approx(1 / 784)
+    # The loaded model trains on with the same loss terms.
+    history = loaded.model.fit(x, x, epochs=1, verbose=0).history
+    assert set(history) >= {"loss", "reconstruction_loss", "kl_loss"}
+
+
+def test_classifier_architecture():
+    model = build_classifier()
+    assert [layer.units for layer in model.layers] == [32, 10]
+    probs = ops.convert_to_numpy(model(data(4)))
+    np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
+
+
+@pytest.mark.mnist
+def test_classifier_reaches_90_percent_on_mnist(mnist):
+    (x_train, y_train), (x_test, y_test) = mnist
+    model = build_classifier(seed=0)
+    model.fit(to_vectors(x_train), keras.utils.to_categorical(y_train, 10),
+              epochs=2, batch_size=32, verbose=0)
+    _, accuracy = model.evaluate(to_vectors(x_test), keras.utils.to_categorical(y_test, 10),
+                                 verbose=0)
+    assert accuracy >= 0.9
