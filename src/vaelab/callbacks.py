@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 import keras
 
-from vaelab import schedules
+from vaelab import metrics, schedules
 from vaelab.layers import Sampling, _check_positive_int
 
 
@@ -86,3 +87,44 @@ class KLAnnealing(KLSchedule):
         if epoch < self.epoch_start:
             return f"epoch {epoch}: KL weight {weight:g} (annealing starts at epoch {self.epoch_start})"
         return f"epoch {epoch}: KL weight {weight:g}"
+
+
+class CollapseMonitor(keras.callbacks.Callback):
+    """Watches a fixed held-out batch for posterior collapse at each epoch end.
+
+    Logs ``active_units`` (latent dimensions whose encoder-mean variance over
+    the batch exceeds ``threshold``) and ``heldout_kl`` (mean KL per image in
+    nats, unweighted), and prints one warning line the first time no unit is
+    active.
+
+    Args:
+        x_heldout: ``(n, input_dim)`` images, fixed for the whole run.
+        threshold: variance above which a dimension counts as active.
+        verbose: print the warning line.
+    """
+
+    def __init__(self, x_heldout, threshold: float = 0.01, verbose: bool = True):
+        super().__init__()
+        self.x_heldout = x_heldout
+        self.threshold = threshold
+        self.verbose = verbose
+        self.warned = False
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._encoder = keras.Model(
+            model.inputs[0], [model.get_layer("z_mean").output, model.get_layer("z_log_var").output])
+        self.warned = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model  # noqa: B018 -- syncs the trained state back into the variables (JAX)
+        means, log_vars = self._encoder.predict(self.x_heldout, batch_size=1000, verbose=0)
+        n_active = metrics.active_units(means, self.threshold)
+        if logs is not None:
+            logs["active_units"] = n_active
+            logs["heldout_kl"] = float(metrics.kl_per_dimension(means, log_vars).sum())
+        if n_active == 0 and not self.warned:
+            self.warned = True
+            if self.verbose:
+                print(f"warning: epoch {epoch + 1}: no active latent unit on the held-out batch "
+                      f"(posterior collapse)", file=sys.stderr)

@@ -12,10 +12,7 @@ import sys
 import numpy as np
 
 from vaelab import data
-
-
-class UsageError(ValueError):
-    """A value given on the command line or to the API is not usable."""
+from vaelab.config import TrainConfig, UsageError
 
 
 def _data_fetch(args) -> None:
@@ -45,8 +42,55 @@ def _data_info(args) -> None:
         print(f"checksums:     not verified MNIST ({detail})")
 
 
+def _default_out(prefix: str = "runs") -> str:
+    import datetime
+
+    return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _train(args) -> None:
+    from vaelab import training
+
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, hidden_dim=args.hidden_dim,
+        latent_dim=args.latent_dim, kl_scale=args.kl_scale, anneal=args.anneal,
+        schedule=args.schedule, learning_rate=args.learning_rate, seed=args.seed,
+        data_dir=args.data_dir, train_size=args.train_size, test_size=args.test_size)
+    training.train(config, args.out or _default_out(), overwrite=args.overwrite,
+                   verbose=not args.quiet)
+
+
+def _lab(args) -> None:
+    from vaelab import lab
+
+    lab.run_lab(args.out, quick=args.quick, data_dir=args.data_dir, overwrite=args.overwrite,
+                verbose=not args.quiet)
+
+
+def _int(text: str) -> int:
+    """An integer argument; the range is checked with the rest of the config."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block); exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vaelab", description="Learn, train and diagnose variational autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -59,6 +103,44 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_commands.add_parser("info", help="counts, label histogram and checksum status")
     info.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: the cache)")
     info.set_defaults(func=_data_info)
+
+    train = commands.add_parser(
+        "train", help="train one VAE and write a run folder",
+        description="Train the lab's VAE (784-512-32) and write config.json, history.csv, "
+                    "model.keras, metrics.json and figures into a run folder.")
+    train.add_argument("--epochs", type=_int, default=2, help="passes over the data (default 2)")
+    train.add_argument("--batch-size", type=_int, default=32, help="default 32")
+    train.add_argument("--hidden-dim", type=_int, default=512, help="default 512")
+    train.add_argument("--latent-dim", type=_int, default=32, help="default 32")
+    train.add_argument("--kl-scale", default="1/784",
+                       help="multiplies the KL; a fraction or a number (default 1/784; 1 = unscaled)")
+    train.add_argument("--anneal", metavar="START:DURATION",
+                       help="the lab's linear KL annealing, e.g. 4:8")
+    train.add_argument("--schedule", metavar="SPEC",
+                       help="cyclical:CYCLES:RATIO, sigmoid:CENTER:STEEPNESS, linear:START:DURATION "
+                            "or constant:WEIGHT")
+    train.add_argument("--learning-rate", type=_float, default=1e-3, help="Adam's (default 0.001)")
+    train.add_argument("--seed", type=_int, default=0, help="default 0")
+    train.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: verified MNIST)")
+    train.add_argument("--train-size", type=_int, help="use only the first N training images")
+    train.add_argument("--test-size", type=_int, help="use only the first N test images")
+    train.add_argument("--out", help="run folder (default runs/<timestamp>)")
+    train.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    train.set_defaults(func=_train)
+
+    lab = commands.add_parser(
+        "lab", help="run the whole VAE lab and write report.md and report.html",
+        description="The lab in order: the custom-dense classifier, the VAE with KL/784, the "
+                    "same without /784 (mode collapse), and KL annealing with and without /784.")
+    lab.add_argument("--out", default="runs/lab", help="folder for the runs and reports "
+                                                       "(default runs/lab)")
+    lab.add_argument("--quick", action="store_true",
+                     help="a small subset and few epochs: the same pipeline in about a minute")
+    lab.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: verified MNIST)")
+    lab.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    lab.add_argument("--quiet", action="store_true", help="no progress bars")
+    lab.set_defaults(func=_lab)
     return parser
 
 

@@ -1,0 +1,107 @@
+"""The seed lab end to end: five runs in the lab's order, then the report.
+
+1. ``01-classifier``: the custom-dense classifier, 2 epochs → test accuracy;
+2. ``02-vae``: the VAE with the KL scaled by 1/784, 2 epochs;
+3. ``03-vae-unscaled``: the same without the 1/784 (mode collapse);
+4. ``04-anneal``: KL annealing (start 4, duration 8), 20 epochs, KL/784;
+5. ``05-anneal-unscaled``: the same without the 1/784.
+
+``quick=True`` runs the same pipeline on 1 024 training and 512 test images
+with shorter runs (annealing 2:2 over 5 epochs), for tests and a first look.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from vaelab import data as data_module
+from vaelab import runs
+from vaelab.config import TrainConfig, UsageError
+from vaelab.training import check_run_dir, environment, train
+
+CLASSIFIER = "01-classifier"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str       # run folder
+    title: str      # one line for the report
+    config: TrainConfig
+
+
+def experiments(quick: bool = False, data_dir: str | None = None) -> list[Experiment]:
+    """The lab's four VAE runs (the classifier is separate: it is not a VAE)."""
+    sizes = dict(train_size=1024, test_size=512) if quick else {}
+    short = dict(epochs=2, **sizes)
+    anneal = dict(epochs=5, anneal="2:2", **sizes) if quick else dict(epochs=20, anneal="4:8")
+    common = dict(data_dir=data_dir)
+    return [
+        Experiment("02-vae", "VAE, KL / 784", TrainConfig(**short, **common)),
+        Experiment("03-vae-unscaled", "VAE, KL unscaled",
+                   TrainConfig(kl_scale=1.0, **short, **common)),
+        Experiment("04-anneal", "KL annealing, KL / 784", TrainConfig(**anneal, **common)),
+        Experiment("05-anneal-unscaled", "KL annealing, KL unscaled",
+                   TrainConfig(kl_scale=1.0, **anneal, **common)),
+    ]
+
+
+def train_classifier(arrays, run_dir: Path, epochs: int, seed: int = 0,
+                     train_size: int | None = None, test_size: int | None = None,
+                     verbose: bool = True) -> dict:
+    """The lab's first model: OurDense(32, relu) → OurDense(10, softmax) on the images."""
+    import keras
+
+    from vaelab.models import build_classifier
+
+    (x_train, y_train), (x_test, y_test) = arrays
+    x_train, y_train = data_module.to_vectors(x_train)[:train_size], y_train[:train_size]
+    x_test, y_test = data_module.to_vectors(x_test)[:test_size], y_test[:test_size]
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    if classes > 10:
+        raise UsageError(f"the classifier has 10 outputs, the labels go up to {classes - 1}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").unlink(missing_ok=True)
+    runs.write_json(run_dir / "config.json", {
+        "model": "classifier", "epochs": epochs, "batch_size": 32, "seed": seed,
+        "train_size": train_size, "test_size": test_size, "environment": environment()})
+    model = build_classifier(x_train.shape[1], seed=seed)
+    started = time.perf_counter()
+    history = model.fit(x_train, keras.utils.to_categorical(y_train, 10), epochs=epochs,
+                        batch_size=32, verbose=1 if verbose else 0).history
+    seconds = time.perf_counter() - started
+    _, accuracy = model.evaluate(x_test, keras.utils.to_categorical(y_test, 10), verbose=0)
+    runs.write_history_csv(run_dir / "history.csv", history)
+    values = {"test_accuracy": float(accuracy), "epochs": epochs,
+              "train_seconds": round(seconds, 3), "complete": True}
+    runs.write_json(run_dir / "metrics.json", values)
+    if verbose:
+        print(f"{run_dir}: classifier test accuracy {accuracy:.4f} after {epochs} epoch(s)")
+    return values
+
+
+def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
+            overwrite: bool = False, verbose: bool = True) -> Path:
+    """Run the whole lab into ``out`` and write ``report.md`` and ``report.html``."""
+    from vaelab import report
+
+    out = Path(out)
+    check_run_dir(out, overwrite)
+    plan = experiments(quick, data_dir)
+    arrays = data_module.load_mnist(data_dir)
+    started = time.perf_counter()
+    sizes = dict(train_size=1024, test_size=512) if quick else {}
+    train_classifier(arrays, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose, **sizes)
+    for experiment in plan:
+        if verbose:
+            print(f"\n== {experiment.name}: {experiment.title}")
+        train(experiment.config, out / experiment.name, overwrite=True, verbose=verbose,
+              arrays=arrays)
+    runs.write_json(out / "lab.json", {
+        "quick": quick, "total_seconds": round(time.perf_counter() - started, 1),
+        "experiments": {e.name: e.title for e in plan}})
+    html = report.write_report(out)
+    if verbose:
+        print(f"\nreport: {out / 'report.md'} and {html}")
+    return out

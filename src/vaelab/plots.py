@@ -1,0 +1,149 @@
+"""Figures from arrays (no training here). Every figure is written atomically as PNG.
+
+Images are ``(n, pixels)`` rows in [0, 1] with ``pixels = side²``.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vaelab.runs import atomic_path  # noqa: E402
+
+DPI = 100
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    plt.close(fig)
+
+
+def _square(image: np.ndarray) -> np.ndarray:
+    side = math.isqrt(image.size)
+    if side * side != image.size:
+        raise ValueError(f"expected square images, received {image.size} pixels")
+    return np.clip(image.reshape(side, side), 0.0, 1.0)
+
+
+def _show(ax, image, title=None) -> None:
+    ax.imshow(_square(image), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def pca_2d(points: np.ndarray) -> np.ndarray:
+    """Project ``(n, d)`` points on their two leading principal components: ``(n, 2)``."""
+    centered = points - points.mean(axis=0)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    components = vt[:2]
+    if components.shape[0] < 2:  # d == 1: pad with a zero axis
+        components = np.vstack([components, np.zeros_like(components)])
+    return centered @ components.T
+
+
+def reconstructions(originals, recons, lab_original, lab_recon, path, title="") -> None:
+    """Test originals above their reconstructions, plus the lab's check on training image 1."""
+    n = len(originals)
+    fig = plt.figure(figsize=(n * 0.9 + 2.4, 2.4))
+    grid = fig.add_gridspec(2, n + 2, width_ratios=[1] * n + [0.4, 1])
+    for i in range(n):
+        _show(fig.add_subplot(grid[0, i]), originals[i], "test" if i == 0 else None)
+        _show(fig.add_subplot(grid[1, i]), recons[i], "recon." if i == 0 else None)
+    _show(fig.add_subplot(grid[0, n + 1]), lab_original, "train[1]")
+    _show(fig.add_subplot(grid[1, n + 1]), lab_recon, "recon.")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def image_grid(images, path, columns=8, title="") -> None:
+    """A grid of images (e.g. decodings of z ~ N(0, I))."""
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image in zip(axes.flat, images):
+        _show(ax, image)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def side_by_side(images, titles, path, title="") -> None:
+    """One row of labelled images (the lab's digit, reconstructed by several runs)."""
+    fig, axes = plt.subplots(1, len(images), figsize=(1.8 * len(images), 2.3), squeeze=False)
+    for ax, image, label in zip(axes[0], images, titles):
+        _show(ax, image, textwrap.fill(label, 18))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def latent_scatter(means, labels, path, title="") -> None:
+    """Encoder means projected to 2-D by PCA, coloured by digit."""
+    xy = pca_2d(np.asarray(means, dtype=np.float64))
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+    fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title or "encoder means (PCA)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def curves(history: dict, path, title="") -> None:
+    """Left: loss terms per epoch (log scale). Right: KL weight, and active units on a twin axis."""
+    epochs = np.asarray(history["epoch"])
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for key, style in (("loss", ":"), ("reconstruction_loss", "-"),
+                       ("val_reconstruction_loss", "--"), ("kl_loss", "-")):
+        if key in history:
+            values = np.asarray(history[key], dtype=float)
+            ax.plot(epochs, np.where(values > 0, values, np.nan), style, marker=".", label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title("loss terms", fontsize=9)
+    ax.legend(fontsize=7)
+    right.plot(epochs, history["kl_weight"], color="black", marker=".", label="KL weight")
+    right.set_ylim(-0.05, 1.05)
+    right.set_ylabel("KL weight")
+    right.set_xlabel("epoch")
+    units = right.twinx()
+    units.plot(epochs, history["active_units"], color="tab:purple", marker=".", label="active units")
+    units.set_ylim(bottom=-0.5, top=max(float(np.max(history["active_units"])), 1.0) * 1.1)
+    units.set_ylabel("active units", color="tab:purple")
+    right.set_title("KL weight and active units", fontsize=9)
+    for a in (ax, right):
+        a.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def annealing_curves(histories, labels, path) -> None:
+    """Per epoch, one line per run: reconstruction loss, KL weight, active units."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    panels = (("reconstruction_loss", "reconstruction loss (MSE)", True),
+              ("kl_weight", "KL weight", False), ("active_units", "active units", False))
+    for ax, (key, name, log) in zip(axes, panels):
+        for history, label in zip(histories, labels):
+            ax.plot(history["epoch"], history[key], marker=".", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if log:
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

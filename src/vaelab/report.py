@@ -1,0 +1,173 @@
+"""``report.md`` and a self-contained ``report.html`` from a lab folder's runs.
+
+Reads only what the runs wrote (config.json, metrics.json, history.csv,
+lab_image.npz, figures), so a report can be remade without retraining.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+import markdown
+import numpy as np
+
+from vaelab import plots, runs
+from vaelab.config import format_scale
+
+DIGIT = "lab_digit.png"
+ANNEALING = "annealing.png"
+
+
+def _vae_runs(lab_dir: Path) -> list[dict]:
+    found = []
+    titles = runs.read_json(lab_dir / "lab.json")["experiments"]
+    for name, title in titles.items():
+        run_dir = lab_dir / name
+        found.append({
+            "name": name, "title": title, "dir": run_dir,
+            "config": runs.read_json(run_dir / "config.json"),
+            "metrics": runs.read_json(run_dir / "metrics.json"),
+            "history": runs.read_history_csv(run_dir / "history.csv"),
+            "image": runs.read_npz(run_dir / "lab_image.npz"),
+        })
+    return found
+
+
+def _schedule(config: dict) -> str:
+    if config.get("anneal"):
+        return f"linear {config['anneal']}"
+    return config.get("schedule") or "constant 1"
+
+
+def _verdict(metrics: dict) -> str:
+    return "yes" if metrics["collapsed"] else "no"
+
+
+def _describe(run: dict, baseline: dict | None) -> str:
+    """Two or three sentences saying what the run's numbers show.
+
+    ``baseline`` is the run with the same KL scale and no schedule, if any.
+    """
+    m, h, c = run["metrics"], run["history"], run["config"]
+    scale = f"scaled by {format_scale(c['kl_scale'])}"
+    image = run["image"]
+    image_mse = float(np.mean(np.square(image["reconstruction"] - image["original"])))
+    state = ("collapsed: every input decodes to almost the same picture"
+             if m["collapsed"] else "not collapsed")
+    text = (f"With the KL {scale} and the KL weight on schedule {_schedule(c)}, after "
+            f"{m['epochs']} epoch(s) the test MSE is {m['test_mse']:.4f}, the KL is "
+            f"{m['test_kl']:.2f} nats per image, {m['active_units']} of {c['latent_dim']} latent "
+            f"units are active and the output std across test images is {m['output_std']:.3f}: "
+            f"{state}. Training image 1 is reconstructed with MSE {image_mse:.4f}.")
+    if c.get("anneal") and "active_units" in h:
+        units, weights = h["active_units"], h["kl_weight"]
+        free = weights == 0
+        before = int(units[free].max()) if free.any() else None
+        zero = np.flatnonzero(units == 0)
+        if before is not None:
+            text += (f" While the KL weight was 0 (epochs 1–{int(free.sum())}) up to {before} "
+                     f"units were active")
+            if m["collapsed"] and before > 0:
+                first = int(h["epoch"][zero[0]]) if zero.size else None
+                when = f" from epoch {first} (KL weight {weights[zero[0]]:g})" if first else ""
+                text += f"; they died once the weight rose{when}, so annealing only delayed the collapse."
+            elif m["collapsed"]:
+                text += "; annealing did not prevent the collapse."
+            elif baseline is not None and baseline["metrics"]["collapsed"]:
+                text += (f", and {m['active_units']} remain at the end, while the same model "
+                         f"without annealing collapsed: annealing prevented the collapse.")
+            else:
+                text += (f", and {m['active_units']} remain at the end; the same model without "
+                         f"annealing did not collapse either.")
+    return text
+
+
+def _baseline(run: dict, vae_runs: list[dict]) -> dict | None:
+    for other in vae_runs:
+        c = other["config"]
+        if (c["kl_scale"] == run["config"]["kl_scale"] and not c.get("anneal")
+                and not c.get("schedule")):
+            return other
+    return None
+
+
+def _digit_figure(lab_dir: Path, vae_runs: list[dict]) -> None:
+    images = [vae_runs[0]["image"]["original"]] + [r["image"]["reconstruction"] for r in vae_runs]
+    titles = ["original"] + [r["title"] for r in vae_runs]
+    plots.side_by_side(images, titles, lab_dir / DIGIT,
+                       title="training image 1 and its reconstruction by each run (clipped to [0, 1])")
+
+
+def _annealing_figure(lab_dir: Path, vae_runs: list[dict]) -> list[dict]:
+    annealed = [r for r in vae_runs if r["config"].get("anneal") or r["config"].get("schedule")]
+    if annealed:
+        plots.annealing_curves([r["history"] for r in annealed], [r["title"] for r in annealed],
+                               lab_dir / ANNEALING)
+    return annealed
+
+
+def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: list[dict],
+              lab: dict) -> str:
+    lines = ["# vaelab: the VAE lab, reproduced", ""]
+    if lab.get("quick"):
+        lines += ["*Quick run: a subset of MNIST and short schedules; numbers are not the lab's.*", ""]
+    lines += [f"Total time {lab['total_seconds']:.0f} s. Collapsed means no active latent unit "
+              "(encoder-mean variance over the test set ≤ 0.01 in every dimension) or output std "
+              "< 0.01.", "",
+              "| run | what | KL scale | KL weight | epochs | test MSE | KL (nats) | active units "
+              "| output std | collapsed | seconds |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in vae_runs:
+        m, c = r["metrics"], r["config"]
+        lines.append(
+            f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} | {m['epochs']} "
+            f"| {m['test_mse']:.4f} | {m['test_kl']:.2f} | {m['active_units']}/{c['latent_dim']} "
+            f"| {m['output_std']:.3f} | {_verdict(m)} | {m['train_seconds']:.0f} |")
+    lines += ["", "## 1. A classifier from the custom dense layer", "",
+              f"`OurDense(32, relu) → OurDense(10, softmax)` reaches "
+              f"**{classifier['test_accuracy']:.2%}** test accuracy after "
+              f"{classifier['epochs']} epoch(s) ({classifier['train_seconds']:.0f} s).", "",
+              "## 2. Training image 1, reconstructed by every run", "", f"![digit]({DIGIT})", ""]
+    for i, r in enumerate(vae_runs, start=3):
+        lines += [f"## {i}. {r['title']} (`{r['name']}`)", "", _describe(r, _baseline(r, vae_runs)), "",
+                  f"![reconstructions]({r['name']}/reconstructions.png)", ""]
+    if annealed:
+        lines += ["## Annealing, epoch by epoch", "",
+                  "Reconstruction loss, KL weight and active units per epoch of the annealed runs.",
+                  "", f"![annealing]({ANNEALING})", ""]
+    return "\n".join(lines)
+
+
+def _html(text: str, lab_dir: Path) -> str:
+    """Render the Markdown with its images inlined as base64, so the page stands alone."""
+    body = markdown.markdown(text, extensions=["tables"])
+
+    def inline(match):
+        data = base64.b64encode((lab_dir / html.unescape(match.group(1))).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.2em .5em}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>vaelab lab report</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write_report(lab_dir) -> Path:
+    """Write ``report.md`` and ``report.html`` into ``lab_dir``; return the HTML path."""
+    from vaelab.lab import CLASSIFIER
+
+    lab_dir = Path(lab_dir)
+    lab = runs.read_json(lab_dir / "lab.json")
+    classifier = runs.read_json(lab_dir / CLASSIFIER / "metrics.json")
+    vae_runs = _vae_runs(lab_dir)
+    _digit_figure(lab_dir, vae_runs)
+    annealed = _annealing_figure(lab_dir, vae_runs)
+    markdown = _markdown(lab_dir, classifier, vae_runs, annealed, lab)
+    runs.write_text(lab_dir / "report.md", markdown + "\n")
+    runs.write_text(lab_dir / "report.html", _html(markdown, lab_dir))
+    return lab_dir / "report.html"

@@ -1,0 +1,211 @@
+"""Train one VAE and write its run folder: ``train(config, run_dir) -> metrics``.
+
+The run folder (see ``vaelab.runs``) gets ``config.json`` first, then, after
+training, ``model.keras``, ``history.csv``, the figures and ``metrics.json``
+last, which marks the run complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+import vaelab
+from vaelab import data as data_module
+from vaelab import metrics, plots, runs
+from vaelab.config import TrainConfig, UsageError, format_scale
+
+HELDOUT = 1000       # test images in the fixed batch the collapse monitor watches
+LAB_IMAGE = 1        # the lab's x_train[2, ] in R (1-based) is index 1 here
+GRID = 8             # test images in reconstructions.png
+SAMPLES = 32         # prior samples in samples.png
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Flattened images in [0, 1]: ``x_*`` float32 ``(n, pixels)``, ``y_*`` uint8 ``(n,)``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def input_dim(self) -> int:
+        return self.x_train.shape[1]
+
+
+def _as_vectors(name: str, x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == np.uint8 and x.ndim == 3:
+        return data_module.to_vectors(x)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
+        raise UsageError(f"{name} must be uint8 images (n, h, w) or float vectors (n, pixels), "
+                         f"received dtype {x.dtype} and shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise UsageError(f"{name} contains NaN or infinite values")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise UsageError(f"{name} must lie in [0, 1], received values in [{low:g}, {high:g}]")
+    return x.astype(np.float32, copy=False)
+
+
+def load_dataset(config: TrainConfig, arrays=None) -> Dataset:
+    """The run's data: ``arrays`` (``((x_train, y_train), (x_test, y_test))``) or the data folder."""
+    if arrays is None:
+        arrays = data_module.load_mnist(config.data_dir)
+    (x_train, y_train), (x_test, y_test) = arrays
+    x_train, x_test = _as_vectors("x_train", x_train), _as_vectors("x_test", x_test)
+    if x_train.shape[1] != x_test.shape[1]:
+        raise UsageError(f"train and test images differ in size: {x_train.shape[1]} and "
+                         f"{x_test.shape[1]} pixels")
+    n_train = len(x_train) if config.train_size is None else min(config.train_size, len(x_train))
+    n_test = len(x_test) if config.test_size is None else min(config.test_size, len(x_test))
+    if config.batch_size > n_train:
+        raise UsageError(f"batch-size {config.batch_size} is larger than the {n_train} training images")
+    if n_train <= LAB_IMAGE:
+        raise UsageError(f"need at least {LAB_IMAGE + 1} training images, received {n_train}")
+    return Dataset(x_train[:n_train], np.asarray(y_train)[:n_train],
+                   x_test[:n_test], np.asarray(y_test)[:n_test])
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an output folder that cannot be used, before anything is written."""
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise UsageError(f"--out {run_dir} exists and is not a folder")
+        if any(run_dir.iterdir()) and not overwrite:
+            raise UsageError(f"--out {run_dir} exists and is not empty (pass --overwrite to reuse it)")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {run_dir} is not writable")
+    else:
+        parent = next((p for p in run_dir.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {run_dir} cannot be created ({parent} is not a writable folder)")
+
+
+def environment() -> dict:
+    import keras
+
+    info = {"vaelab": vaelab.__version__, "keras": keras.__version__,
+            "backend": keras.backend.backend(), "python": platform.python_version()}
+    if info["backend"] == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        info["devices"] = len(jax.devices())
+    return info
+
+
+def encode(vae, x: np.ndarray, batch_size: int = 1000):
+    """Encoder means and log-variances, and reconstructions from the means (clipped to [0, 1])."""
+    means, log_vars, _ = vae.encoder.predict(x, batch_size=batch_size, verbose=0)
+    recons = vae.decoder.predict(means, batch_size=batch_size, verbose=0)
+    return np.asarray(means), np.asarray(log_vars), np.clip(np.asarray(recons), 0.0, 1.0)
+
+
+def evaluate_run(vae, dataset: Dataset) -> tuple[dict, dict]:
+    """The run's test metrics, and the arrays its figures are drawn from."""
+    means, log_vars, recons = encode(vae, dataset.x_test)
+    n_active = metrics.active_units(means)
+    std = metrics.output_std(recons)
+    values = {
+        "test_mse": float(np.mean(np.square(recons - dataset.x_test))),
+        "test_kl": float(metrics.kl_per_dimension(means, log_vars).sum()),
+        "active_units": n_active,
+        "output_std": std,
+        "collapsed": metrics.is_collapsed(n_active, std),
+    }
+    _, _, lab_recon = encode(vae, dataset.x_train[LAB_IMAGE:LAB_IMAGE + 1])
+    arrays = {"means": means, "recons": recons, "lab_recon": lab_recon[0]}
+    return values, arrays
+
+
+def write_figures(vae, dataset: Dataset, arrays: dict, history: dict, run_dir: Path,
+                  config: TrainConfig) -> None:
+    label = f"KL scale {format_scale(config.kl_scale)}, {config.epochs} epoch(s)"
+    plots.reconstructions(dataset.x_test[:GRID], arrays["recons"][:GRID],
+                          dataset.x_train[LAB_IMAGE], arrays["lab_recon"],
+                          run_dir / "reconstructions.png",
+                          title=f"reconstructions from the encoder mean ({label})")
+    z = np.random.default_rng(config.seed).standard_normal((SAMPLES, config.latent_dim))
+    samples = np.clip(vae.decoder.predict(z.astype(np.float32), verbose=0), 0.0, 1.0)
+    plots.image_grid(samples, run_dir / "samples.png", title=f"decoded z ~ N(0, I) ({label})")
+    plots.latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
+                         title=f"test-set encoder means, PCA ({label})")
+    plots.curves(history, run_dir / "curves.png", title=label)
+
+
+def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: bool = True,
+          arrays=None) -> dict:
+    """Train the lab's VAE under ``config`` and write the run folder ``run_dir``.
+
+    Args:
+        config: the validated settings.
+        run_dir: the output folder; must be new or empty unless ``overwrite``.
+        overwrite: reuse a non-empty folder (its vaelab files are replaced).
+        verbose: Keras' progress bar, the KL schedule's lines and the summary.
+        arrays: ``((x_train, y_train), (x_test, y_test))`` to train on instead
+            of ``config.data_dir``; images uint8 ``(n, h, w)`` or float ``(n, pixels)`` in [0, 1].
+
+    Returns:
+        The contents of ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, overwrite)
+    dataset = load_dataset(config, arrays)
+
+    import keras
+
+    from vaelab.callbacks import CollapseMonitor, KLSchedule
+    from vaelab.models import build_vae, compile_vae
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # the run is incomplete until the end
+    runs.write_json(run_dir / "config.json", {**config.to_dict(), "environment": environment()})
+
+    keras.utils.set_random_seed(config.seed)
+    vae = compile_vae(build_vae(dataset.input_dim, config.hidden_dim, config.latent_dim,
+                                config.kl_scale, seed=config.seed), config.learning_rate)
+    schedule = config.kl_schedule()
+    callbacks = [CollapseMonitor(dataset.x_test[:HELDOUT], verbose=verbose)]
+    if schedule is not None:
+        callbacks.insert(0, KLSchedule(schedule, verbose=verbose))
+    started = time.perf_counter()
+    fit = vae.model.fit(dataset.x_train, dataset.x_train, epochs=config.epochs,
+                        batch_size=config.batch_size, shuffle=True,
+                        validation_data=(dataset.x_test, dataset.x_test),
+                        callbacks=callbacks, verbose=1 if verbose else 0)
+    seconds = time.perf_counter() - started
+    history = dict(fit.history)
+    if "kl_weight" not in history:
+        history["kl_weight"] = [1.0] * len(history["loss"])
+
+    values, figure_arrays = evaluate_run(vae, dataset)
+    values.update(epochs=config.epochs, train_seconds=round(seconds, 3))
+    with runs.atomic_path(run_dir / "model.keras") as tmp:
+        vae.model.save(tmp)
+    runs.write_npz(run_dir / "lab_image.npz", original=dataset.x_train[LAB_IMAGE],
+                   reconstruction=figure_arrays["lab_recon"])
+    ordered = ["loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units", "heldout_kl"]
+    ordered += sorted(k for k in history if k not in ordered)
+    runs.write_history_csv(run_dir / "history.csv", {k: history[k] for k in ordered})
+    write_figures(vae, dataset, figure_arrays, runs.read_history_csv(run_dir / "history.csv"),
+                  run_dir, config)
+    values["complete"] = True
+    runs.write_json(run_dir / "metrics.json", values)
+    if verbose:
+        print(summary_line(run_dir, values))
+    return values
+
+
+def summary_line(run_dir, values: dict) -> str:
+    verdict = "COLLAPSED" if values["collapsed"] else "not collapsed"
+    return (f"{run_dir}: {values['epochs']} epoch(s) in {values['train_seconds']:.1f} s; "
+            f"test MSE {values['test_mse']:.4f}, KL {values['test_kl']:.2f} nats, "
+            f"{values['active_units']} active units, output std {values['output_std']:.3f}: {verdict}")

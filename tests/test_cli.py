@@ -1,0 +1,93 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import make_idx_dir, write_idx
+
+from vaelab import cli
+
+TINY = ["--epochs", "1", "--hidden-dim", "8", "--latent-dim", "2", "--quiet"]
+
+
+def run_cli(args):
+    """cli.main in-process; argparse's own errors exit through SystemExit."""
+    try:
+        return cli.main(args)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    make_idx_dir(tmp_path / "data", n_train=64, n_test=16)
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "-1"], "epochs must be a positive integer, received -1"),
+    (["--epochs", "0"], "epochs must be a positive integer, received 0"),
+    (["--epochs", "2.5"], "argument --epochs: expected an integer, received '2.5'"),
+    (["--batch-size", "0"], "batch-size must be a positive integer, received 0"),
+    (["--latent-dim", "-4"], "latent-dim must be a positive integer, received -4"),
+    (["--anneal", "4"], "--anneal expects START:DURATION (e.g. 4:8), received '4'"),
+    (["--anneal", "4:x"], "DURATION in '4:x' must be an integer, received 'x'"),
+    (["--schedule", "cyclical:4"], "--schedule cyclical expects cyclical:CYCLES:RATIO"),
+    (["--anneal", "4:8", "--schedule", "sigmoid:5:1"], "give --anneal or --schedule, not both"),
+    (["--kl-scale", "abc"], "--kl-scale must be a positive number or fraction such as 1/784, received 'abc'"),
+    (["--kl-scale", "-1"], "received '-1'"),
+    (["--kl-scale", "1/0"], "received '1/0'"),
+    (["--batch-size", "1000"], "batch-size 1000 is larger than the 64 training images"),
+])
+def test_train_bad_values(tmp_path, data_dir, capsys, args, message):
+    out = tmp_path / "run"
+    code = run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_train_rejects_non_mnist_folder(tmp_path, data_dir, capsys):
+    write_idx(data_dir / "train-labels-idx1-ubyte", [1, 2, 3])
+    code = run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "count mismatch" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    code = run_cli(["train", *TINY, "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "run")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_train_refuses_non_empty_out_unless_overwrite(tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code = run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out)])
+    assert code == 2
+    assert "exists and is not empty (pass --overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    code = run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out), "--overwrite"])
+    assert code == 0
+    assert (out / "metrics.json").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_train_rejects_out_that_is_a_file(tmp_path, data_dir, capsys):
+    out = tmp_path / "file"
+    out.write_text("x")
+    assert run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["data"], ["data", "info"], ["train"], ["lab"]])
+def test_help_on_every_command(capsys, command):
+    assert run_cli([*command, "--help"]) == 0
+    assert "usage: vaelab" in capsys.readouterr().out
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    env = {**os.environ, "VAELAB_DATA_DIR": str(tmp_path / "nowhere")}
+    done = subprocess.run([sys.executable, "-m", "vaelab.cli", "train", "--epochs", "-3"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == "vaelab: error: epochs must be a positive integer, received -3\n"
+    assert not (tmp_path / "runs").exists()
