@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
+from pathlib import Path
 
 import keras
+import numpy as np
+from keras import ops
 
-from vaelab import metrics, schedules
+from vaelab import metrics, runs, schedules
 from vaelab.layers import Sampling, _check_positive_int
 
 
@@ -128,3 +132,92 @@ class CollapseMonitor(keras.callbacks.Callback):
             if self.verbose:
                 print(f"warning: epoch {epoch + 1}: no active latent unit on the held-out batch "
                       f"(posterior collapse)", file=sys.stderr)
+
+
+class ShuffleSeed(keras.callbacks.Callback):
+    """Seeds NumPy's global RNG from (run seed, epoch) before each epoch's shuffle.
+
+    ``fit(shuffle=True)`` permutes NumPy inputs with ``np.random`` after
+    ``on_epoch_begin``; seeding it here makes epoch ``e``'s order a function of
+    the run seed and ``e`` alone, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        np.random.seed([self.seed, epoch])
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite.
+
+    ``where`` is then ``(epoch, batch)``, both 1-based; ``None`` otherwise.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.where is None:
+            self.where = (self._epoch, batch + 1)
+            self.model.stop_training = True
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves everything a resumed run needs at each epoch end, atomically.
+
+    In ``folder``: ``epoch-<k>.keras`` (weights and optimizer state) and
+    ``state.json`` naming it, with the epochs done, the history rows so far and
+    the sampling layers' seed-generator states (which ``model.save`` does not
+    restore). The model file is written before ``state.json`` and older model
+    files are removed after, so ``state.json`` always names a whole file.
+    An epoch whose mean loss is not finite is not saved.
+
+    Args:
+        folder: the checkpoint folder.
+        history: the rows of the epochs already done (a resumed run's past).
+    """
+
+    def __init__(self, folder, history: dict | None = None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if not all(math.isfinite(float(v)) for v in logs.values()):
+            return
+        done = epoch + 1
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        model_file = f"epoch-{done}.keras"
+        with runs.atomic_path(self.folder / model_file) as tmp:
+            self.model.save(tmp)
+        seeds = [ops.convert_to_numpy(layer.seed_generator.state.value).tolist()
+                 for layer in sampling_layers(self.model)]
+        runs.write_json(self.folder / "state.json", {
+            "epochs_done": done, "model": model_file, "seed_states": seeds,
+            "history": self.history})
+        for old in self.folder.glob("epoch-*.keras"):
+            if old.name != model_file:
+                old.unlink()
+
+
+def restore_seed_states(model: keras.Model, states: list) -> None:
+    """Put saved seed-generator states back into the model's sampling layers."""
+    layers = sampling_layers(model)
+    if len(layers) != len(states):
+        raise ValueError(f"checkpoint has {len(states)} seed states, model has {len(layers)} "
+                         f"sampling layers")
+    for layer, state in zip(layers, states):
+        variable = layer.seed_generator.state
+        variable.assign(np.asarray(state, dtype=variable.dtype))

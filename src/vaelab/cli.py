@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from vaelab import data
-from vaelab.config import TrainConfig, UsageError
+from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 
 
 def _data_fetch(args) -> None:
@@ -48,16 +48,24 @@ def _default_out(prefix: str = "runs") -> str:
     return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "anneal",
+                 "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size")
+
+
 def _train(args) -> None:
     from vaelab import training
 
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, hidden_dim=args.hidden_dim,
-        latent_dim=args.latent_dim, kl_scale=args.kl_scale, anneal=args.anneal,
-        schedule=args.schedule, learning_rate=args.learning_rate, seed=args.seed,
-        data_dir=args.data_dir, train_size=args.train_size, test_size=args.test_size)
-    training.train(config, args.out or _default_out(), overwrite=args.overwrite,
-                   verbose=not args.quiet)
+    given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
+    verbose = not args.quiet
+    if args.resume:
+        if args.out or args.overwrite:
+            raise UsageError("--resume continues the run in RUN_DIR; --out and --overwrite do not apply")
+        values = training.resume(args.resume, overrides=given, verbose=verbose)
+    else:
+        config = TrainConfig(**given)
+        values = training.train(config, args.out or _default_out(), overwrite=args.overwrite,
+                                verbose=verbose)
+    del values
 
 
 def _lab(args) -> None:
@@ -108,24 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train one VAE and write a run folder",
         description="Train the lab's VAE (784-512-32) and write config.json, history.csv, "
                     "model.keras, metrics.json and figures into a run folder.")
-    train.add_argument("--epochs", type=_int, default=2, help="passes over the data (default 2)")
-    train.add_argument("--batch-size", type=_int, default=32, help="default 32")
-    train.add_argument("--hidden-dim", type=_int, default=512, help="default 512")
-    train.add_argument("--latent-dim", type=_int, default=32, help="default 32")
-    train.add_argument("--kl-scale", default="1/784",
+    train.add_argument("--epochs", type=_int, help="passes over the data (default 2)")
+    train.add_argument("--batch-size", type=_int, help="default 32")
+    train.add_argument("--hidden-dim", type=_int, help="default 512")
+    train.add_argument("--latent-dim", type=_int, help="default 32")
+    train.add_argument("--kl-scale",
                        help="multiplies the KL; a fraction or a number (default 1/784; 1 = unscaled)")
     train.add_argument("--anneal", metavar="START:DURATION",
                        help="the lab's linear KL annealing, e.g. 4:8")
     train.add_argument("--schedule", metavar="SPEC",
                        help="cyclical:CYCLES:RATIO, sigmoid:CENTER:STEEPNESS, linear:START:DURATION "
                             "or constant:WEIGHT")
-    train.add_argument("--learning-rate", type=_float, default=1e-3, help="Adam's (default 0.001)")
-    train.add_argument("--seed", type=_int, default=0, help="default 0")
+    train.add_argument("--learning-rate", type=_float, help="Adam's (default 0.001)")
+    train.add_argument("--seed", type=_int, help="default 0")
     train.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: verified MNIST)")
     train.add_argument("--train-size", type=_int, help="use only the first N training images")
     train.add_argument("--test-size", type=_int, help="use only the first N test images")
     train.add_argument("--out", help="run folder (default runs/<timestamp>)")
     train.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     train.set_defaults(func=_train)
 
@@ -152,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, data.DataError) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as exc:
+        print(f"vaelab: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130

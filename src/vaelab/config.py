@@ -17,6 +17,10 @@ class UsageError(ValueError):
     """A value given on the command line or to the API is not usable."""
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""
+
+
 def parse_kl_scale(text) -> float:
     """``"1/784"``, ``"0.5"`` or a number → a positive finite float."""
     try:

@@ -85,6 +85,7 @@ def side_by_side(images, titles, path, title="") -> None:
         _show(ax, image, textwrap.fill(label, 18))
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     _save(fig, path)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -18,12 +20,13 @@ import numpy as np
 import vaelab
 from vaelab import data as data_module
 from vaelab import metrics, plots, runs
-from vaelab.config import TrainConfig, UsageError, format_scale
+from vaelab.config import NonFiniteLoss, TrainConfig, UsageError, format_scale
 
 HELDOUT = 1000       # test images in the fixed batch the collapse monitor watches
 LAB_IMAGE = 1        # the lab's x_train[2, ] in R (1-based) is index 1 here
 GRID = 8             # test images in reconstructions.png
 SAMPLES = 32         # prior samples in samples.png
+CHECKPOINT = "checkpoint"  # folder of the per-epoch checkpoint inside a run folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +144,13 @@ def write_figures(vae, dataset: Dataset, arrays: dict, history: dict, run_dir: P
     plots.curves(history, run_dir / "curves.png", title=label)
 
 
+def _progress(verbose: bool) -> int:
+    """Keras' live progress bar on a terminal, one line per epoch in a log file."""
+    if not verbose:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
 def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: bool = True,
           arrays=None) -> dict:
     """Train the lab's VAE under ``config`` and write the run folder ``run_dir``.
@@ -155,6 +165,10 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
 
     Returns:
         The contents of ``metrics.json``.
+
+    Raises:
+        UsageError, DataError: unusable settings, data or folder (nothing written).
+        NonFiniteLoss: the loss became NaN/inf; the last good checkpoint is kept.
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, overwrite)
@@ -162,32 +176,98 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
 
     import keras
 
-    from vaelab.callbacks import CollapseMonitor, KLSchedule
     from vaelab.models import build_vae, compile_vae
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the run is incomplete until the end
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
     runs.write_json(run_dir / "config.json", {**config.to_dict(), "environment": environment()})
-
     keras.utils.set_random_seed(config.seed)
     vae = compile_vae(build_vae(dataset.input_dim, config.hidden_dim, config.latent_dim,
                                 config.kl_scale, seed=config.seed), config.learning_rate)
+    return _fit_and_finish(config, run_dir, vae, dataset, {}, 0, verbose)
+
+
+def read_run_config(run_dir) -> TrainConfig:
+    """The config a run folder was made with; ``UsageError`` if it is not a run folder."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return TrainConfig.from_dict(runs.read_json(path))
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} is not a vaelab run folder (no config.json)") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{run_dir} is not a usable run folder ({path.name}: {exc})") from None
+
+
+def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arrays=None) -> dict:
+    """Continue an interrupted run from its last checkpoint (or from scratch if it has none).
+
+    ``overrides`` are settings the user gave again; each must equal the saved
+    one. The resumed run ends with the same weights as an uninterrupted one.
+    """
+    import keras
+
+    from vaelab.callbacks import restore_seed_states
+    from vaelab.models import VAE, build_vae, compile_vae
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    for key, value in (overrides or {}).items():
+        if getattr(config, key) != getattr(dataclasses.replace(config, **{key: value}), key):
+            raise UsageError(f"--resume {run_dir}: {key.replace('_', '-')}={value!r} differs from "
+                             f"the run's {getattr(config, key)!r}")
+    if runs.is_complete(run_dir):
+        raise UsageError(f"--resume {run_dir}: the run is already complete")
+    dataset = load_dataset(config, arrays)
+    state_path = run_dir / CHECKPOINT / "state.json"
+    keras.utils.set_random_seed(config.seed)
+    if not state_path.exists():  # killed before its first epoch ended
+        vae = compile_vae(build_vae(dataset.input_dim, config.hidden_dim, config.latent_dim,
+                                    config.kl_scale, seed=config.seed), config.learning_rate)
+        return _fit_and_finish(config, run_dir, vae, dataset, {}, 0, verbose)
+    state = runs.read_json(state_path)
+    model = keras.models.load_model(run_dir / CHECKPOINT / state["model"], safe_mode=True)
+    if model.input_shape[-1] != dataset.input_dim:
+        raise UsageError(f"the model expects {model.input_shape[-1]} pixels per image, the data "
+                         f"has {dataset.input_dim}")
+    restore_seed_states(model, state["seed_states"])
+    return _fit_and_finish(config, run_dir, VAE.from_model(model), dataset, state["history"],
+                           state["epochs_done"], verbose)
+
+
+def _fit_and_finish(config: TrainConfig, run_dir: Path, vae, dataset: Dataset, past: dict,
+                    initial_epoch: int, verbose: bool) -> dict:
+    """Fit from ``initial_epoch`` with checkpoints, then write the run's results."""
+    from vaelab.callbacks import Checkpoint, CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
+
     schedule = config.kl_schedule()
-    callbacks = [CollapseMonitor(dataset.x_test[:HELDOUT], verbose=verbose)]
+    guard = StopOnNonFinite()
+    checkpoint = Checkpoint(run_dir / CHECKPOINT, past)
+    callbacks = [ShuffleSeed(config.seed)]
     if schedule is not None:
-        callbacks.insert(0, KLSchedule(schedule, verbose=verbose))
+        callbacks.append(KLSchedule(schedule, verbose=verbose))
+    callbacks += [CollapseMonitor(dataset.x_test[:HELDOUT], verbose=verbose), guard, checkpoint]
     started = time.perf_counter()
-    fit = vae.model.fit(dataset.x_train, dataset.x_train, epochs=config.epochs,
-                        batch_size=config.batch_size, shuffle=True,
-                        validation_data=(dataset.x_test, dataset.x_test),
-                        callbacks=callbacks, verbose=1 if verbose else 0)
+    vae.model.fit(dataset.x_train, dataset.x_train, epochs=config.epochs,
+                  initial_epoch=initial_epoch, batch_size=config.batch_size, shuffle=True,
+                  validation_data=(dataset.x_test, dataset.x_test),
+                  callbacks=callbacks, verbose=_progress(verbose))
     seconds = time.perf_counter() - started
-    history = dict(fit.history)
+    if guard.where is not None:
+        epoch, batch = guard.where
+        kept = len(checkpoint.history.get("loss", []))
+        where = (f"the last good checkpoint (epoch {kept}) is kept in {run_dir / CHECKPOINT}"
+                 if kept else "no epoch had completed, so there is no checkpoint")
+        raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, batch {batch}: training stopped; "
+                            f"{where}")
+    history = checkpoint.history
     if "kl_weight" not in history:
         history["kl_weight"] = [1.0] * len(history["loss"])
 
     values, figure_arrays = evaluate_run(vae, dataset)
     values.update(epochs=config.epochs, train_seconds=round(seconds, 3))
+    if initial_epoch:
+        values["resumed_at_epoch"] = initial_epoch + 1
     with runs.atomic_path(run_dir / "model.keras") as tmp:
         vae.model.save(tmp)
     runs.write_npz(run_dir / "lab_image.npz", original=dataset.x_train[LAB_IMAGE],
@@ -199,6 +279,7 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
                   run_dir, config)
     values["complete"] = True
     runs.write_json(run_dir / "metrics.json", values)
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)  # model.keras supersedes it
     if verbose:
         print(summary_line(run_dir, values))
     return values
