@@ -35,3 +35,108 @@ def test_output_std_and_collapse_verdict():
     assert metrics.output_std(varied) == pytest.approx(np.sqrt(1 / 12), rel=0.02)
     assert metrics.is_collapsed(0, 0.2) and metrics.is_collapsed(5, 0.005)
     assert not metrics.is_collapsed(5, 0.2)
+
+
+# ---------------------------------------------------------------- likelihood bounds
+
+import types  # noqa: E402
+
+import keras  # noqa: E402
+from scipy import stats  # noqa: E402
+
+D, L, SIGMA2 = 5, 2, 0.3
+
+
+def linear_gaussian_vae(perturb=0.3, seed=0):
+    """Decoder x = W z + b (+ N(0, σ²I) noise); encoder = the exact posterior, perturbed.
+
+    The exact marginal is x ~ N(b, W Wᵀ + σ² I). The posterior is the diagonal
+    N(S Wᵀ (x − b) / σ², S) with S = (I + WᵀW / σ²)⁻¹; shifting its mean and inflating
+    its variance keeps the ELBO strictly below log p(x).
+    """
+    rng = np.random.default_rng(seed)
+    # Orthogonal columns make WᵀW, hence the posterior covariance, diagonal.
+    W = np.linalg.qr(rng.normal(size=(D, L)))[0] * [2.0, 0.7]
+    b = rng.normal(size=D)
+    S = np.linalg.inv(np.eye(L) + W.T @ W / SIGMA2)
+    A = (S @ W.T / SIGMA2).T                                           # (D, L): mean = (x − b) A
+    x_in = keras.Input((D,))
+    mean = keras.layers.Dense(L)(x_in)
+    log_var = keras.layers.Dense(L)(x_in)
+    encoder = keras.Model(x_in, [mean, log_var, mean])
+    encoder.layers[1].set_weights([A, -b @ A + perturb])
+    encoder.layers[2].set_weights([np.zeros((D, L)), np.log(np.diag(S)) + 2 * perturb])
+    z_in = keras.Input((L,))
+    decoder = keras.Model(z_in, keras.layers.Dense(D)(z_in))
+    decoder.layers[1].set_weights([W.T, b])
+    marginal = stats.multivariate_normal(b, W @ W.T + SIGMA2 * np.eye(D))
+    x = marginal.rvs(size=300, random_state=seed).astype(np.float32)
+    return types.SimpleNamespace(encoder=encoder, decoder=decoder), x, marginal
+
+
+def test_iwae_approaches_the_exact_likelihood_and_elbo_lies_below():
+    vae, x, marginal = linear_gaussian_vae()
+    exact_nll = float(-marginal.logpdf(x).mean())
+    nll, se, k = metrics.iwae_nll(vae, x, k=2000, variance=SIGMA2, seed=1)
+    assert k == 2000
+    assert abs(nll - exact_nll) <= 3 * se + 0.01
+    elbo, elbo_se = metrics.elbo(vae, x, variance=SIGMA2, samples=20, seed=1)
+    assert -elbo > exact_nll + 0.05  # strictly looser: the posterior is perturbed
+    nll_1, _, _ = metrics.iwae_nll(vae, x, k=1, variance=SIGMA2, seed=1)
+    assert nll_1 == pytest.approx(-elbo, abs=5 * elbo_se + 0.05)
+
+
+def test_iwae_with_the_exact_posterior_is_exact_for_any_k():
+    vae, x, marginal = linear_gaussian_vae(perturb=0.0)
+    nll, _, _ = metrics.iwae_nll(vae, x[:50], k=3, variance=SIGMA2)
+    assert nll == pytest.approx(float(-marginal.logpdf(x[:50]).mean()), abs=1e-3)
+
+
+def test_iwae_bound_tightens_with_k():
+    vae, x, _ = linear_gaussian_vae(perturb=0.6)
+    values = [metrics.iwae_nll(vae, x, k=k, variance=SIGMA2, seed=2)[0] for k in (1, 10, 100)]
+    assert values[0] > values[1] > values[2]
+
+
+def test_iwae_uses_exactly_k_samples_whatever_the_chunking(monkeypatch):
+    vae, x, _ = linear_gaussian_vae()
+    seen = []
+    original = metrics.iwae_log_weights_chunks
+
+    def counting(*args, **kwargs):
+        for log_w in original(*args, **kwargs):
+            seen.append(log_w.shape)
+            yield log_w
+
+    monkeypatch.setattr(metrics, "iwae_log_weights_chunks", counting)
+    _, _, k = metrics.iwae_nll(vae, x[:30], k=37, variance=SIGMA2, batch_size=30, max_rows=300)
+    assert k == 37
+    assert [s[0] for s in seen] == [10, 10, 10, 7] and all(s[1] == 30 for s in seen)
+    with pytest.raises(ValueError, match="k must be a positive integer, received 0"):
+        metrics.iwae_nll(vae, x, k=0)
+
+
+def test_log_likelihood_against_scipy():
+    rng = np.random.default_rng(3)
+    x, mu = rng.random((4, 6)), rng.normal(size=(4, 6))
+    expected = stats.norm.logpdf(x, mu, np.sqrt(0.7)).sum(-1)
+    np.testing.assert_allclose(metrics.log_likelihood(x, mu, "gaussian", 0.7), expected)
+    xb = (x > 0.5).astype(float)
+    expected = stats.bernoulli.logpmf(xb, 1 / (1 + np.exp(-mu))).sum(-1)
+    np.testing.assert_allclose(metrics.log_likelihood(xb, mu, "bernoulli"), expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="received 'poisson'"):
+        metrics.log_likelihood(x, mu, "poisson")
+
+
+def test_mutual_information_zero_when_the_encoder_ignores_x():
+    x_in = keras.Input((3,))
+    mean = keras.layers.Dense(2, kernel_initializer="zeros", bias_initializer="ones")(x_in)
+    encoder = keras.Model(x_in, [mean, mean])  # log_var = 1 everywhere, mean = 1
+    x = np.random.default_rng(0).random((500, 3)).astype(np.float32)
+    assert abs(metrics.mutual_information(encoder, x)) < 1e-9
+
+
+def test_mutual_information_positive_and_bounded_for_an_informative_encoder():
+    vae, x, _ = linear_gaussian_vae(perturb=0.0)
+    mi = metrics.mutual_information(vae.encoder, x)
+    assert 0.5 < mi <= np.log(len(x))

@@ -221,3 +221,22 @@ def restore_seed_states(model: keras.Model, states: list) -> None:
     for layer, state in zip(layers, states):
         variable = layer.seed_generator.state
         variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
+class Binarize(keras.callbacks.Callback):
+    """Dynamic binarization: before each epoch, ``target[...] = uniform < gray``.
+
+    ``target`` is the array given to ``fit`` (as input and target), refreshed in
+    place; the draw depends on (seed, epoch) only, so a resumed run repeats it.
+    """
+
+    def __init__(self, gray: np.ndarray, target: np.ndarray, seed: int):
+        super().__init__()
+        if gray.shape != target.shape:
+            raise ValueError(f"gray {gray.shape} and target {target.shape} must have the same shape")
+        self.gray, self.target, self.seed = gray, target, seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        np.less(rng.random(self.gray.shape, dtype=np.float32), self.gray, out=self.target,
+                casting="unsafe")

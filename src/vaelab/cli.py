@@ -48,7 +48,7 @@ def _default_out(prefix: str = "runs") -> str:
     return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "anneal",
+TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "likelihood", "anneal",
                  "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size")
 
 
@@ -66,6 +66,13 @@ def _train(args) -> None:
         values = training.train(config, args.out or _default_out(), overwrite=args.overwrite,
                                 verbose=verbose)
     del values
+
+
+def _evaluate(args) -> None:
+    from vaelab import evaluation
+
+    evaluation.evaluate(args.run_dir, k=args.k, data_dir=args.data_dir, verbose=not args.quiet,
+                        test_size=args.test_size)
 
 
 def _lab(args) -> None:
@@ -121,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden-dim", type=_int, help="default 512")
     train.add_argument("--latent-dim", type=_int, help="default 32")
     train.add_argument("--kl-scale",
-                       help="multiplies the KL; a fraction or a number (default 1/784; 1 = unscaled)")
+                       help="multiplies the KL; a fraction or a number (default 1/784 for the "
+                            "gaussian likelihood, 1 for bernoulli; 1 = unscaled)")
+    train.add_argument("--likelihood", choices=["gaussian", "bernoulli"],
+                       help="decoder likelihood: gaussian (the lab's MSE, default) or bernoulli "
+                            "(logits, summed cross-entropy, images binarized)")
     train.add_argument("--anneal", metavar="START:DURATION",
                        help="the lab's linear KL annealing, e.g. 4:8")
     train.add_argument("--schedule", metavar="SPEC",
@@ -138,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="ELBO, IWAE likelihood and latent diagnostics of a finished run",
+        description="Writes evaluation.json into RUN_DIR: ELBO, IWAE NLL with k samples per "
+                    "image, KL, KL per dimension, active units, mutual information.")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--k", type=_int, default=5000, help="importance samples per image "
+                                                               "(default 5000)")
+    evaluate.add_argument("--data-dir", help="a folder of MNIST-format IDX files "
+                                             "(default: the run's data)")
+    evaluate.add_argument("--test-size", type=_int, help="use only the first N test images")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_evaluate)
 
     lab = commands.add_parser(
         "lab", help="run the whole VAE lab and write report.md and report.html",

@@ -17,6 +17,11 @@ class UsageError(ValueError):
     """A value given on the command line or to the API is not usable."""
 
 
+# The default KL scale of each decoder likelihood: the lab's per-pixel MSE is a mean over
+# 784 pixels, so its KL is divided by 784; the Bernoulli loss is a sum over pixels.
+LIKELIHOODS = {"gaussian": 1 / 784, "bernoulli": 1.0}
+
+
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""
 
@@ -57,7 +62,8 @@ class TrainConfig:
     batch_size: int = 32            # Keras' default, used by the lab
     hidden_dim: int = 512           # width of the encoder and decoder hidden layers
     latent_dim: int = 32            # dimensions of z
-    kl_scale: float = 1 / 784       # multiplies the KL; 1/784 = per-pixel scale of the MSE
+    kl_scale: float | None = None   # multiplies the KL; None: 1/784 (gaussian), 1 (bernoulli)
+    likelihood: str = "gaussian"    # "gaussian": the lab's MSE; "bernoulli": logits + summed BCE
     anneal: str | None = None       # "START:DURATION", the lab's linear KL annealing
     schedule: str | None = None     # "cyclical:C:R", "sigmoid:C:S", "linear:S:D", "constant:W"
     learning_rate: float = 1e-3     # Adam's default, used by the lab
@@ -73,6 +79,11 @@ class TrainConfig:
             _positive_int(name.replace("_", "-"), getattr(self, name), allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, received {self.seed!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise UsageError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, "
+                             f"received {self.likelihood!r}")
+        if self.kl_scale is None:
+            object.__setattr__(self, "kl_scale", LIKELIHOODS[self.likelihood])
         object.__setattr__(self, "kl_scale", parse_kl_scale(self.kl_scale))
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
@@ -83,6 +94,14 @@ class TrainConfig:
             self.kl_schedule()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+
+    def decoder_variance(self, pixels: int) -> float:
+        """The Gaussian decoder variance σ² the training objective implies.
+
+        ``MSE + s·KL`` is ``(2σ²/D)``-times ``Σ(x − x̂)²/(2σ²) + KL`` when
+        ``σ² = D·s/2``: with the lab's ``s = 1/784`` and ``D = 784``, σ² = ½.
+        """
+        return pixels * self.kl_scale / 2
 
     def kl_schedule(self) -> schedules.Schedule | None:
         """The KL-weight schedule, or ``None`` for a constant weight of 1."""

@@ -50,3 +50,140 @@ def output_std(reconstructions: np.ndarray) -> float:
 def is_collapsed(n_active: int, std: float, std_threshold: float = 0.01) -> bool:
     """The run's verdict: no active latent unit, or (almost) the same output for every input."""
     return n_active == 0 or std < std_threshold
+
+
+# --------------------------------------------------------------------------
+# Likelihoods and bounds. A "vae" here is anything with ``.encoder`` (x ->
+# [mean, log_var, z]) and ``.decoder`` (z -> mean or logits), e.g. vaelab.VAE.
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+def log_likelihood(x: np.ndarray, decoded: np.ndarray, likelihood: str = "gaussian",
+                   variance: float = 0.5) -> np.ndarray:
+    """log p(x | z) summed over pixels: ``x (..., D)``, ``decoded (..., D)`` -> ``(...)``.
+
+    ``gaussian``: N(x | decoded, variance · I); ``bernoulli``: ``decoded`` are logits,
+    ``Σ x·l − softplus(l)``.
+    """
+    if likelihood == "gaussian":
+        return -0.5 * np.sum(np.square(x - decoded) / variance + np.log(2 * np.pi * variance), axis=-1)
+    if likelihood == "bernoulli":
+        return np.sum(x * decoded - np.logaddexp(0.0, decoded), axis=-1)
+    raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', received {likelihood!r}")
+
+
+def _log_normal(z, mean, log_var):
+    """Σ over the last axis of log N(z | mean, exp(log_var))."""
+    return -0.5 * np.sum(LOG_2PI + log_var + np.square(z - mean) / np.exp(log_var), axis=-1)
+
+
+def _encode(vae, x, batch_size):
+    mean, log_var, _ = vae.encoder.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
+
+
+def _decode(vae, z):
+    return np.asarray(vae.decoder.predict(z.astype(np.float32), batch_size=len(z), verbose=0),
+                      np.float64)
+
+
+def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(se)
+
+
+def elbo(vae, x: np.ndarray, likelihood: str = "gaussian", variance: float = 0.5,
+         samples: int = 1, seed: int = 0, batch_size: int = 500) -> tuple[float, float]:
+    """ELBO = E_q[log p(x|z)] − KL(q(z|x) || N(0, I)) in nats per image: ``(mean, standard error)``.
+
+    The expectation uses ``samples`` draws per image, the KL its closed form.
+    """
+    rng = np.random.default_rng(seed)
+    per_image = []
+    for start in range(0, len(x), batch_size):
+        xb = np.asarray(x[start:start + batch_size], np.float64)
+        mean, log_var = _encode(vae, xb, batch_size)
+        kl = -0.5 * np.sum(1 + log_var - np.square(mean) - np.exp(log_var), axis=-1)
+        expected = np.zeros(len(xb))
+        for _ in range(samples):
+            z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
+            expected += log_likelihood(xb, _decode(vae, z), likelihood, variance) / samples
+        per_image.append(expected - kl)
+    return _mean_and_se(np.concatenate(per_image))
+
+
+def iwae_log_weights_chunks(vae, x, k, likelihood, variance, rng, max_rows):
+    """Yield ``log w`` arrays of shape ``(k_chunk, batch)``; the chunks add up to exactly ``k``."""
+    mean, log_var = _encode(vae, x, len(x))
+    per_chunk = max(1, max_rows // len(x))
+    done = 0
+    while done < k:
+        size = min(per_chunk, k - done)
+        eps = rng.standard_normal((size, *mean.shape))
+        z = mean + np.exp(0.5 * log_var) * eps                          # (size, B, L)
+        decoded = _decode(vae, z.reshape(-1, z.shape[-1])).reshape(size, len(x), -1)
+        log_w = (log_likelihood(x, decoded, likelihood, variance)
+                 + _log_normal(z, 0.0, np.zeros_like(z))
+                 - _log_normal(z, mean, log_var))                        # (size, B)
+        done += size
+        yield log_w
+
+
+def iwae_nll(vae, x: np.ndarray, k: int, likelihood: str = "gaussian", variance: float = 0.5,
+             seed: int = 0, batch_size: int = 100, max_rows: int = 20_000,
+             progress=None) -> tuple[float, float, int]:
+    """Importance-weighted estimate of −log p(x) (Burda et al., 2015, eq. 8), nats per image.
+
+    ``−log (1/k Σⱼ p(x, zⱼ) / q(zⱼ|x))`` with exactly ``k`` samples ``zⱼ ~ q(z|x)`` per
+    image, computed in chunks of at most ``max_rows`` decoder rows with a running
+    log-sum-exp. Returns ``(mean, standard error over images, samples used per image)``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, received {k!r}")
+    rng = np.random.default_rng(seed)
+    nll, counted = [], []
+    for start in range(0, len(x), batch_size):
+        xb = np.asarray(x[start:start + batch_size], np.float64)
+        running_max = np.full(len(xb), -np.inf)
+        running_sum = np.zeros(len(xb))
+        used = 0
+        for log_w in iwae_log_weights_chunks(vae, xb, k, likelihood, variance, rng, max_rows):
+            new_max = np.maximum(running_max, log_w.max(axis=0))
+            running_sum = (running_sum * np.exp(running_max - new_max)
+                           + np.exp(log_w - new_max).sum(axis=0))
+            running_max = new_max
+            used += log_w.shape[0]
+        nll.append(-(running_max + np.log(running_sum) - np.log(used)))
+        counted.append(used)
+        if progress is not None:
+            progress(start + len(xb))
+    if set(counted) != {k}:
+        raise AssertionError(f"IWAE used {sorted(set(counted))} samples per image, asked for {k}")
+    mean, se = _mean_and_se(np.concatenate(nll))
+    return mean, se, k
+
+
+def mutual_information(encoder, x: np.ndarray, seed: int = 0, batch_size: int = 1000) -> float:
+    """Aggregate-posterior estimate of I(x; z) in nats (Hoffman & Johnson, 2016; He et al., 2019).
+
+    ``I = E_x E_q(z|x)[log q(z|x)] − E_q(z)[log q(z)]`` with ``q(z) = 1/N Σₙ q(z | xₙ)``;
+    one ``z`` is drawn per image, both terms are evaluated at it, and ``log q(z)`` is a
+    log-mean-exp over all N images.
+    Costs O(N²·latent); bounded above by log N. ``encoder`` maps x to [mean, log_var, …].
+    """
+    outputs = encoder.predict(x, batch_size=batch_size, verbose=0)
+    mean, log_var = (np.asarray(a, np.float64) for a in outputs[:2])
+    n, latent = mean.shape
+    rng = np.random.default_rng(seed)
+    z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
+    # log q(z_i | x_i) at the same draws as log q(z_i): their difference has a lower
+    # variance than using the closed-form entropy, and is exactly 0 when q(z|x) ignores x.
+    log_q_own = _log_normal(z, mean, log_var)
+    log_qz = np.empty(n)
+    for start in range(0, n, batch_size):
+        zb = z[start:start + batch_size, None, :]                       # (b, 1, L)
+        pairwise = _log_normal(zb, mean[None], log_var[None])           # (b, N)
+        top = pairwise.max(axis=1)
+        log_qz[start:start + batch_size] = top + np.log(np.exp(pairwise - top[:, None]).sum(1)) - np.log(n)
+    return float(np.mean(log_q_own - log_qz))

@@ -42,6 +42,12 @@ class VAEModel(keras.Model):
         return reconstruction + kl
 
 
+@keras.saving.register_keras_serializable(package="vaelab")
+def bernoulli_nll(y_true, logits):
+    """Per-example Bernoulli negative log-likelihood: Σ over pixels of BCE with logits, ``(batch,)``."""
+    return ops.sum(ops.binary_crossentropy(y_true, logits, from_logits=True), axis=-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class VAE:
     """The trainable model and two views on its layers (weights are shared).
@@ -91,9 +97,16 @@ def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, se
     return VAE.from_model(VAEModel(x, x_hat, name="vae"))
 
 
-def compile_vae(vae: VAE, learning_rate=1e-3) -> VAE:
-    """Compile with the lab's choices: mean squared error and Adam."""
-    vae.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+def compile_vae(vae: VAE, learning_rate=1e-3, likelihood="gaussian") -> VAE:
+    """Compile with Adam and the reconstruction loss of the decoder likelihood.
+
+    ``gaussian``: the lab's mean squared error (mean over pixels); ``bernoulli``: the
+    decoder's outputs are logits and the loss is :func:`bernoulli_nll` (sum over pixels).
+    """
+    losses = {"gaussian": "mse", "bernoulli": bernoulli_nll}
+    if likelihood not in losses:
+        raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli'. Received: likelihood={likelihood!r}")
+    vae.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses[likelihood])
     return vae
 
 

@@ -27,6 +27,7 @@ LAB_IMAGE = 1        # the lab's x_train[2, ] in R (1-based) is index 1 here
 GRID = 8             # test images in reconstructions.png
 SAMPLES = 32         # prior samples in samples.png
 CHECKPOINT = "checkpoint"  # folder of the per-epoch checkpoint inside a run folder
+TEST_BINARIZATION_SEED = 0  # Bernoulli runs: the test set is binarized once, with this seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +74,12 @@ def load_dataset(config: TrainConfig, arrays=None) -> Dataset:
         raise UsageError(f"batch-size {config.batch_size} is larger than the {n_train} training images")
     if n_train <= LAB_IMAGE:
         raise UsageError(f"need at least {LAB_IMAGE + 1} training images, received {n_train}")
+    x_test = x_test[:n_test]
+    if config.likelihood == "bernoulli":  # binarized once, with a seed fixed across runs
+        rng = np.random.default_rng(TEST_BINARIZATION_SEED)
+        x_test = (rng.random(x_test.shape, dtype=np.float32) < x_test).astype(np.float32)
     return Dataset(x_train[:n_train], np.asarray(y_train)[:n_train],
-                   x_test[:n_test], np.asarray(y_test)[:n_test])
+                   x_test, np.asarray(y_test)[:n_test])
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -105,16 +110,24 @@ def environment() -> dict:
     return info
 
 
-def encode(vae, x: np.ndarray, batch_size: int = 1000):
-    """Encoder means and log-variances, and reconstructions from the means (clipped to [0, 1])."""
+def to_pixels(decoded, likelihood: str) -> np.ndarray:
+    """Decoder outputs as images in [0, 1]: clipped means, or sigmoid(logits) for Bernoulli."""
+    decoded = np.asarray(decoded)
+    if likelihood == "bernoulli":
+        return 1.0 / (1.0 + np.exp(-decoded))
+    return np.clip(decoded, 0.0, 1.0)
+
+
+def encode(vae, x: np.ndarray, likelihood: str = "gaussian", batch_size: int = 1000):
+    """Encoder means and log-variances, and reconstructions from the means as images in [0, 1]."""
     means, log_vars, _ = vae.encoder.predict(x, batch_size=batch_size, verbose=0)
     recons = vae.decoder.predict(means, batch_size=batch_size, verbose=0)
-    return np.asarray(means), np.asarray(log_vars), np.clip(np.asarray(recons), 0.0, 1.0)
+    return np.asarray(means), np.asarray(log_vars), to_pixels(recons, likelihood)
 
 
-def evaluate_run(vae, dataset: Dataset) -> tuple[dict, dict]:
+def evaluate_run(vae, dataset: Dataset, likelihood: str = "gaussian") -> tuple[dict, dict]:
     """The run's test metrics, and the arrays its figures are drawn from."""
-    means, log_vars, recons = encode(vae, dataset.x_test)
+    means, log_vars, recons = encode(vae, dataset.x_test, likelihood)
     n_active = metrics.active_units(means)
     std = metrics.output_std(recons)
     values = {
@@ -124,7 +137,7 @@ def evaluate_run(vae, dataset: Dataset) -> tuple[dict, dict]:
         "output_std": std,
         "collapsed": metrics.is_collapsed(n_active, std),
     }
-    _, _, lab_recon = encode(vae, dataset.x_train[LAB_IMAGE:LAB_IMAGE + 1])
+    _, _, lab_recon = encode(vae, dataset.x_train[LAB_IMAGE:LAB_IMAGE + 1], likelihood)
     arrays = {"means": means, "recons": recons, "lab_recon": lab_recon[0]}
     return values, arrays
 
@@ -137,7 +150,7 @@ def write_figures(vae, dataset: Dataset, arrays: dict, history: dict, run_dir: P
                           run_dir / "reconstructions.png",
                           title=f"reconstructions from the encoder mean ({label})")
     z = np.random.default_rng(config.seed).standard_normal((SAMPLES, config.latent_dim))
-    samples = np.clip(vae.decoder.predict(z.astype(np.float32), verbose=0), 0.0, 1.0)
+    samples = to_pixels(vae.decoder.predict(z.astype(np.float32), verbose=0), config.likelihood)
     plots.image_grid(samples, run_dir / "samples.png", title=f"decoded z ~ N(0, I) ({label})")
     plots.latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
                          title=f"test-set encoder means, PCA ({label})")
@@ -174,18 +187,24 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
     check_run_dir(run_dir, overwrite)
     dataset = load_dataset(config, arrays)
 
-    import keras
-
-    from vaelab.models import build_vae, compile_vae
-
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the run is incomplete until the end
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
     runs.write_json(run_dir / "config.json", {**config.to_dict(), "environment": environment()})
+    return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {}, 0,
+                           verbose)
+
+
+def new_vae(config: TrainConfig, input_dim: int):
+    """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
+    import keras
+
+    from vaelab.models import build_vae, compile_vae
+
     keras.utils.set_random_seed(config.seed)
-    vae = compile_vae(build_vae(dataset.input_dim, config.hidden_dim, config.latent_dim,
-                                config.kl_scale, seed=config.seed), config.learning_rate)
-    return _fit_and_finish(config, run_dir, vae, dataset, {}, 0, verbose)
+    vae = build_vae(input_dim, config.hidden_dim, config.latent_dim, config.kl_scale,
+                    seed=config.seed)
+    return compile_vae(vae, config.learning_rate, config.likelihood)
 
 
 def read_run_config(run_dir) -> TrainConfig:
@@ -208,7 +227,7 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
     import keras
 
     from vaelab.callbacks import restore_seed_states
-    from vaelab.models import VAE, build_vae, compile_vae
+    from vaelab.models import VAE
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -220,11 +239,9 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
         raise UsageError(f"--resume {run_dir}: the run is already complete")
     dataset = load_dataset(config, arrays)
     state_path = run_dir / CHECKPOINT / "state.json"
-    keras.utils.set_random_seed(config.seed)
     if not state_path.exists():  # killed before its first epoch ended
-        vae = compile_vae(build_vae(dataset.input_dim, config.hidden_dim, config.latent_dim,
-                                    config.kl_scale, seed=config.seed), config.learning_rate)
-        return _fit_and_finish(config, run_dir, vae, dataset, {}, 0, verbose)
+        return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {},
+                               0, verbose)
     state = runs.read_json(state_path)
     model = keras.models.load_model(run_dir / CHECKPOINT / state["model"], safe_mode=True)
     if model.input_shape[-1] != dataset.input_dim:
@@ -238,7 +255,8 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
 def _fit_and_finish(config: TrainConfig, run_dir: Path, vae, dataset: Dataset, past: dict,
                     initial_epoch: int, verbose: bool) -> dict:
     """Fit from ``initial_epoch`` with checkpoints, then write the run's results."""
-    from vaelab.callbacks import Checkpoint, CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
+    from vaelab.callbacks import (Binarize, Checkpoint, CollapseMonitor, KLSchedule, ShuffleSeed,
+                                  StopOnNonFinite)
 
     schedule = config.kl_schedule()
     guard = StopOnNonFinite()
@@ -247,8 +265,12 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae, dataset: Dataset, p
     if schedule is not None:
         callbacks.append(KLSchedule(schedule, verbose=verbose))
     callbacks += [CollapseMonitor(dataset.x_test[:HELDOUT], verbose=verbose), guard, checkpoint]
+    x_fit = dataset.x_train
+    if config.likelihood == "bernoulli":  # a fresh binarization every epoch
+        x_fit = np.empty_like(dataset.x_train)
+        callbacks.insert(0, Binarize(dataset.x_train, x_fit, config.seed))
     started = time.perf_counter()
-    vae.model.fit(dataset.x_train, dataset.x_train, epochs=config.epochs,
+    vae.model.fit(x_fit, x_fit, epochs=config.epochs,
                   initial_epoch=initial_epoch, batch_size=config.batch_size, shuffle=True,
                   validation_data=(dataset.x_test, dataset.x_test),
                   callbacks=callbacks, verbose=_progress(verbose))
@@ -264,7 +286,7 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae, dataset: Dataset, p
     if "kl_weight" not in history:
         history["kl_weight"] = [1.0] * len(history["loss"])
 
-    values, figure_arrays = evaluate_run(vae, dataset)
+    values, figure_arrays = evaluate_run(vae, dataset, config.likelihood)
     values.update(epochs=config.epochs, train_seconds=round(seconds, 3))
     if initial_epoch:
         values["resumed_at_epoch"] = initial_epoch + 1
