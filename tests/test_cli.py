@@ -91,3 +91,34 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr == "vaelab: error: epochs must be a positive integer, received -3\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_train_rejects_unwritable_out(tmp_path, data_dir, capsys, monkeypatch):
+    from vaelab import training
+
+    # Root can write anywhere, so permissions are simulated through os.access.
+    monkeypatch.setattr(training.os, "access", lambda path, mode: False)
+    out = tmp_path / "new" / "run"
+    assert run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out)]) == 2
+    assert "cannot be created" in capsys.readouterr().err and not out.exists()
+    existing = tmp_path / "empty"
+    existing.mkdir()
+    assert run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(existing)]) == 2
+    assert f"--out {existing} is not writable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("corrupt,message", [
+    ("magic", "wrong magic number"), ("truncated", "truncated IDX file"),
+    ("count", "count mismatch")])
+def test_train_rejects_bad_idx_files(tmp_path, data_dir, capsys, corrupt, message):
+    if corrupt == "magic":
+        write_idx(data_dir / "train-labels-idx1-ubyte", [[[1]]] * 64)
+    elif corrupt == "truncated":
+        path = data_dir / "t10k-images-idx3-ubyte"
+        path.write_bytes(path.read_bytes()[:-1])
+    else:
+        write_idx(data_dir / "t10k-labels-idx1-ubyte", [1] * 15)
+    out = tmp_path / "run"
+    assert run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
