@@ -113,21 +113,47 @@ def elbo(vae, x: np.ndarray, likelihood: str = "gaussian", variance: float = 0.5
     return _mean_and_se(np.concatenate(per_image))
 
 
-def iwae_log_weights_chunks(vae, x, k, likelihood, variance, rng, max_rows):
-    """Yield ``log w`` arrays of shape ``(k_chunk, batch)``; the chunks add up to exactly ``k``."""
-    mean, log_var = _encode(vae, x, len(x))
+def _log_weight_model(vae, likelihood: str, variance: float):
+    """A compiled Keras model: (x, mean, log_var, eps) rows -> log p(x, z) − log q(z|x), z = mean + σ·eps.
+
+    ``predict`` runs it compiled on every backend.
+    """
+    import keras
+    from keras import ops
+
+    d = vae.decoder.output_shape[-1]
+    latent = vae.decoder.input_shape[-1]
+    x, mean, log_var, eps = (keras.Input((n,)) for n in (d, latent, latent, latent))
+    z = mean + ops.exp(0.5 * log_var) * eps
+    decoded = vae.decoder(z)
+    if likelihood == "gaussian":
+        log_px = -0.5 * ops.sum(ops.square(x - decoded) / variance + np.log(2 * np.pi * variance), -1)
+    elif likelihood == "bernoulli":
+        log_px = ops.sum(x * decoded - ops.softplus(decoded), -1)
+    else:
+        raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', received {likelihood!r}")
+    log_pz = -0.5 * ops.sum(LOG_2PI + ops.square(z), -1)
+    log_qz = -0.5 * ops.sum(LOG_2PI + log_var + ops.square(eps), -1)
+    return keras.Model([x, mean, log_var, eps], log_px + log_pz - log_qz)
+
+
+def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows):
+    """Yield ``log w`` arrays of shape ``(k_chunk, batch)``; the chunks add up to exactly ``k``.
+
+    ``model`` is the :func:`_log_weight_model` of ``vae``.
+    """
+    mean, log_var = (a.astype(np.float32) for a in _encode(vae, x, len(x)))
     per_chunk = max(1, max_rows // len(x))
     done = 0
     while done < k:
         size = min(per_chunk, k - done)
-        eps = rng.standard_normal((size, *mean.shape))
-        z = mean + np.exp(0.5 * log_var) * eps                          # (size, B, L)
-        decoded = _decode(vae, z.reshape(-1, z.shape[-1])).reshape(size, len(x), -1)
-        log_w = (log_likelihood(x, decoded, likelihood, variance)
-                 + _log_normal(z, 0.0, np.zeros_like(z))
-                 - _log_normal(z, mean, log_var))                        # (size, B)
+        eps = rng.standard_normal((size, *mean.shape), dtype=np.float32)    # (size, B, L)
+        rows = [np.broadcast_to(a, (size, *a.shape)).reshape(size * len(x), -1)
+                for a in (x.astype(np.float32), mean, log_var)]
+        log_w = model.predict([*rows, eps.reshape(size * len(x), -1)], batch_size=size * len(x),
+                              verbose=0)
         done += size
-        yield log_w
+        yield np.asarray(log_w, np.float64).reshape(size, len(x))
 
 
 def iwae_nll(vae, x: np.ndarray, k: int, likelihood: str = "gaussian", variance: float = 0.5,
@@ -142,13 +168,14 @@ def iwae_nll(vae, x: np.ndarray, k: int, likelihood: str = "gaussian", variance:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, received {k!r}")
     rng = np.random.default_rng(seed)
+    model = _log_weight_model(vae, likelihood, variance)
     nll, counted = [], []
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float64)
         running_max = np.full(len(xb), -np.inf)
         running_sum = np.zeros(len(xb))
         used = 0
-        for log_w in iwae_log_weights_chunks(vae, xb, k, likelihood, variance, rng, max_rows):
+        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, max_rows):
             new_max = np.maximum(running_max, log_w.max(axis=0))
             running_sum = (running_sum * np.exp(running_max - new_max)
                            + np.exp(log_w - new_max).sum(axis=0))
