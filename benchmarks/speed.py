@@ -1,0 +1,222 @@
+"""How fast vaelab trains and evaluates, against a plain-JAX floor measured in the same run.
+
+    python benchmarks/speed.py [--json out.json] [--iwae-images 1000] [--lab] [--quick]
+
+Each part runs in its own subprocess so its peak resident memory can be reported:
+
+- ``epochs``: vaelab's training epoch (the ``training.fit_vae`` path ``vaelab train`` uses,
+  with its callbacks) at batch 32 and 256, interleaved epoch by epoch with the floor
+  (``floor.py``: the same model, loss, Adam and batch order as one ``lax.scan``). The first
+  epoch of each includes compilation and is reported apart; the ratio uses medians of the
+  steady epochs.
+- ``scaling``: vaelab epoch time for batch 32…1024 and latent 2, 32, 128.
+- ``inference``: encoder + decoder throughput on the 10 000 test images.
+- ``iwae``: ``metrics.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
+  (linear in the number of images: the 10 000-image time is extrapolated and marked so).
+- ``lab`` (with ``--lab``): the wall time of ``vaelab lab`` as a subprocess.
+
+Prints a table; ``--json`` also writes every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load():
+    import vaelab  # noqa: F401  (selects the JAX backend)
+    from vaelab.config import TrainConfig
+    from vaelab.training import load_dataset
+
+    return TrainConfig, load_dataset
+
+
+def vaelab_epochs(config, dataset, epochs, between=None):
+    """Per-epoch seconds of vaelab's fit path; ``between(epoch)`` runs after each epoch."""
+    import keras
+
+    from vaelab.callbacks import CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
+    from vaelab.training import HELDOUT, fit_vae, new_vae
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+            if between is not None:
+                between(epoch)
+
+    timer = Timer()
+    callbacks = [ShuffleSeed(config.seed), timer]
+    schedule = config.kl_schedule()
+    if schedule is not None:
+        callbacks.insert(1, KLSchedule(schedule, verbose=False))
+    callbacks.insert(-1, CollapseMonitor(dataset.x_test[:HELDOUT], verbose=False))
+    callbacks.insert(-1, StopOnNonFinite())
+    import dataclasses
+
+    config = dataclasses.replace(config, epochs=epochs)
+    vae = new_vae(config, dataset.input_dim)
+    fit_vae(vae, dataset.x_train, dataset, config, callbacks)
+    return timer.seconds, vae
+
+
+def part_epochs(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from floor import adam_init, init, train_epoch
+
+    TrainConfig, load_dataset = load()
+    results = {}
+    for batch in (32, 256):
+        config = TrainConfig(batch_size=batch, anneal="4:8", train_size=args.train_size)
+        dataset = load_dataset(config)
+        x = dataset.x_train
+        steps = len(x) // batch
+        state = {"params": init(jax.random.PRNGKey(0))}
+        state["opt"] = adam_init(state["params"])
+        floor_seconds = []
+
+        def floor_epoch(epoch):
+            order = np.random.default_rng([0, epoch]).permutation(len(x))[:steps * batch]
+            started = time.perf_counter()
+            batches = jnp.asarray(x[order].reshape(steps, batch, -1))
+            state["params"], state["opt"], loss = train_epoch(
+                state["params"], state["opt"], batches, jax.random.PRNGKey(epoch))
+            loss.block_until_ready()
+            floor_seconds.append(time.perf_counter() - started)
+
+        seconds, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=floor_epoch)
+        steady_v, steady_f = statistics.median(seconds[1:]), statistics.median(floor_seconds[1:])
+        results[f"batch_{batch}"] = {
+            "vaelab_epochs_s": [round(s, 3) for s in seconds],
+            "floor_epochs_s": [round(s, 3) for s in floor_seconds],
+            "vaelab_compile_s": round(seconds[0] - steady_v, 3),
+            "floor_compile_s": round(floor_seconds[0] - steady_f, 3),
+            "vaelab_median_s": round(steady_v, 3), "floor_median_s": round(steady_f, 3),
+            "ratio": round(steady_v / steady_f, 3),
+        }
+    return results
+
+
+def part_scaling(args) -> dict:
+    TrainConfig, load_dataset = load()
+    results = {}
+    grid = [("batch", b, dict(batch_size=b)) for b in (32, 64, 128, 256, 1024)]
+    grid += [("latent", d, dict(latent_dim=d)) for d in (2, 32, 128)]
+    for name, value, change in grid:
+        config = TrainConfig(train_size=args.train_size, **change)
+        seconds, _ = vaelab_epochs(config, load_dataset(config), 2)
+        results[f"{name}_{value}"] = round(seconds[1], 3)
+    return results
+
+
+def part_inference(args) -> dict:
+    TrainConfig, load_dataset = load()
+    config = TrainConfig(epochs=1, train_size=2048)
+    dataset = load_dataset(config)
+    _, vae = vaelab_epochs(config, dataset, 1)
+    x = dataset.x_test
+    vae.decoder.predict(vae.encoder.predict(x[:1000], batch_size=1000, verbose=0)[0], verbose=0)
+    started = time.perf_counter()
+    means = vae.encoder.predict(x, batch_size=1000, verbose=0)[0]
+    vae.decoder.predict(means, batch_size=1000, verbose=0)
+    seconds = time.perf_counter() - started
+    return {"images": len(x), "seconds": round(seconds, 3), "images_per_s": round(len(x) / seconds)}
+
+
+def part_iwae(args) -> dict:
+    from vaelab import metrics
+
+    TrainConfig, load_dataset = load()
+    config = TrainConfig(epochs=1, train_size=2048)
+    dataset = load_dataset(config)
+    _, vae = vaelab_epochs(config, dataset, 1)
+    x = dataset.x_test[:args.iwae_images]
+    results = {"images": len(x)}
+    for k in (10, 100, 1000, 5000):
+        started = time.perf_counter()
+        metrics.iwae_nll(vae, x, k)
+        seconds = time.perf_counter() - started
+        results[f"k_{k}_s"] = round(seconds, 2)
+        results[f"k_{k}_10000_images_s_extrapolated"] = round(seconds * 10000 / len(x), 1)
+    return results
+
+
+def part_lab(args) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "vaelab.cli", "lab", "--quiet", "--overwrite",
+                        "--out", out], check=True)
+        seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": round(seconds, 1), "child_peak_mb": round(peak)}
+
+
+PARTS = {"epochs": part_epochs, "scaling": part_scaling, "inference": part_inference,
+         "iwae": part_iwae, "lab": part_lab}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--epochs", type=int, default=3, help="steady epochs per batch size")
+    parser.add_argument("--train-size", type=int, default=None, help="training images (all)")
+    parser.add_argument("--iwae-images", type=int, default=1000)
+    parser.add_argument("--lab", action="store_true", help="also time the whole vaelab lab")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:  # a child: one part, its numbers and peak memory as JSON on the last line
+        values = PARTS[args.part](args)
+        print(json.dumps({"values": values, "peak_mb": round(peak_mb())}))
+        return
+    if args.quick:
+        args.train_size, args.epochs, args.iwae_images = 4096, 2, 50
+    forwarded = ["--epochs", str(args.epochs), "--iwae-images", str(args.iwae_images)]
+    if args.train_size:
+        forwarded += ["--train-size", str(args.train_size)]
+    report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+              "date": time.strftime("%Y-%m-%d")}
+    for name in [p for p in PARTS if p != "lab" or args.lab]:
+        done = subprocess.run([sys.executable, __file__, "--part", name, *forwarded],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"part {name} failed:\n{done.stderr[-2000:]}")
+        report[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"\n== {name} (peak RSS {report[name]['peak_mb']} MB)")
+        for key, value in report[name]["values"].items():
+            print(f"  {key:<40} {value}")
+    import vaelab  # noqa: F401  (selects the JAX backend before Keras loads)
+    import keras
+
+    report["versions"] = {"keras": keras.__version__, "backend": keras.backend.backend()}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
