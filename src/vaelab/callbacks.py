@@ -122,7 +122,9 @@ class CollapseMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model  # noqa: B018 -- syncs the trained state back into the variables (JAX)
-        means, log_vars = self._encoder.predict(self.x_heldout, batch_size=1000, verbose=0)
+        from vaelab.training import predict
+
+        means, log_vars = predict(self._encoder, self.x_heldout)
         n_active = metrics.active_units(means, self.threshold)
         if logs is not None:
             logs["active_units"] = n_active

@@ -49,7 +49,8 @@ def _default_out(prefix: str = "runs") -> str:
 
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "likelihood", "anneal",
-                 "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size")
+                 "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size",
+                 "distribute")
 
 
 def _train(args) -> None:
@@ -73,6 +74,14 @@ def _evaluate(args) -> None:
 
     evaluation.evaluate(args.run_dir, k=args.k, data_dir=args.data_dir, verbose=not args.quiet,
                         test_size=args.test_size)
+
+
+def _tutorial_build(args) -> None:
+    from vaelab import tutorial
+
+    paths = tutorial.build(args.out, args.source)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
 
 
 def _lab(args) -> None:
@@ -143,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: verified MNIST)")
     train.add_argument("--train-size", type=_int, help="use only the first N training images")
     train.add_argument("--test-size", type=_int, help="use only the first N test images")
+    train.add_argument("--distribute", action="store_const", const=True,
+                       help="data-parallel training over all local devices (JAX backend)")
     train.add_argument("--out", help="run folder (default runs/<timestamp>)")
     train.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
     train.add_argument("--resume", metavar="RUN_DIR",
@@ -162,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--test-size", type=_int, help="use only the first N test images")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_evaluate)
+
+    tutorial = commands.add_parser("tutorial", help="the lab as a Python tutorial")
+    tutorial_commands = tutorial.add_subparsers(dest="tutorial_command", required=True,
+                                                metavar="SUBCOMMAND")
+    tutorial_build = tutorial_commands.add_parser(
+        "build", help="write the student and solution versions",
+        description="Writes DIR/solution/lab11.py (exercise markers removed) and "
+                    "DIR/student/lab11.py (each exercise replaced by its TODO hint).")
+    tutorial_build.add_argument("--out", default="build/tutorial", help="default build/tutorial")
+    tutorial_build.add_argument("--source", help="a marked tutorial (default docs/lab11/lab11.py)")
+    tutorial_build.set_defaults(func=_tutorial_build)
 
     lab = commands.add_parser(
         "lab", help="run the whole VAE lab and write report.md and report.html",

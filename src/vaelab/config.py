@@ -71,6 +71,7 @@ class TrainConfig:
     data_dir: str | None = None     # a folder of MNIST-format IDX files; None = verified MNIST
     train_size: int | None = None   # use the first N training images (None = all)
     test_size: int | None = None    # use the first N test images (None = all)
+    distribute: bool = False        # data-parallel over all local devices (JAX backend only)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "hidden_dim", "latent_dim"):

@@ -7,6 +7,7 @@ last, which marks the run complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -107,6 +108,7 @@ def environment() -> dict:
 
         info["jax"] = jax.__version__
         info["devices"] = len(jax.devices())
+        info["data_parallel_devices"] = device_count()
     return info
 
 
@@ -118,10 +120,31 @@ def to_pixels(decoded, likelihood: str) -> np.ndarray:
     return np.clip(decoded, 0.0, 1.0)
 
 
+def device_count() -> int:
+    """Devices the current Keras distribution spreads a batch over (1 without one)."""
+    import keras
+
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    return 1 if distribution is None else int(np.size(distribution.device_mesh.devices))
+
+
+def predict(model, x, batch_size: int = 1000):
+    """``model.predict`` on rows padded to a multiple of the device count (sharded batches)."""
+    n = device_count()
+    x = np.asarray(x)
+    padded = -len(x) % n
+    if padded:
+        x = np.concatenate([x, np.zeros((padded, *x.shape[1:]), x.dtype)])
+    outputs = model.predict(x, batch_size=max(n, batch_size - batch_size % n), verbose=0)
+    if isinstance(outputs, list):
+        return [np.asarray(o)[:len(x) - padded] for o in outputs]
+    return np.asarray(outputs)[:len(x) - padded]
+
+
 def encode(vae, x: np.ndarray, likelihood: str = "gaussian", batch_size: int = 1000):
     """Encoder means and log-variances, and reconstructions from the means as images in [0, 1]."""
-    means, log_vars, _ = vae.encoder.predict(x, batch_size=batch_size, verbose=0)
-    recons = vae.decoder.predict(means, batch_size=batch_size, verbose=0)
+    means, log_vars, _ = predict(vae.encoder, x, batch_size)
+    recons = predict(vae.decoder, means, batch_size)
     return np.asarray(means), np.asarray(log_vars), to_pixels(recons, likelihood)
 
 
@@ -150,7 +173,7 @@ def write_figures(vae, dataset: Dataset, arrays: dict, history: dict, run_dir: P
                           run_dir / "reconstructions.png",
                           title=f"reconstructions from the encoder mean ({label})")
     z = np.random.default_rng(config.seed).standard_normal((SAMPLES, config.latent_dim))
-    samples = to_pixels(vae.decoder.predict(z.astype(np.float32), verbose=0), config.likelihood)
+    samples = to_pixels(predict(vae.decoder, z.astype(np.float32)), config.likelihood)
     plots.image_grid(samples, run_dir / "samples.png", title=f"decoded z ~ N(0, I) ({label})")
     plots.latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
                          title=f"test-set encoder means, PCA ({label})")
@@ -187,12 +210,48 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
     check_run_dir(run_dir, overwrite)
     dataset = load_dataset(config, arrays)
 
+    distribution_scope(config)  # refuse --distribute where it cannot work, before writing
+    if config.distribute:
+        _check_divisible(config, dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the run is incomplete until the end
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
-    runs.write_json(run_dir / "config.json", {**config.to_dict(), "environment": environment()})
-    return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {}, 0,
-                           verbose)
+    with distribution_scope(config):
+        runs.write_json(run_dir / "config.json",
+                        {**config.to_dict(), "environment": environment()})
+        return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {},
+                               0, verbose)
+
+
+def distribution_scope(config: TrainConfig):
+    """Keras' ``DataParallel`` over all local devices when ``config.distribute``, else nothing.
+
+    The batch size stays the global batch: each of the N devices gets 1/N of it.
+    """
+    if not config.distribute:
+        return contextlib.nullcontext()
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise UsageError(f"--distribute needs the JAX backend (Keras' distribution API); "
+                         f"this is KERAS_BACKEND={keras.backend.backend()}")
+    distribution = keras.distribution.DataParallel()
+    n = int(np.size(distribution.device_mesh.devices))
+    if config.batch_size % n:
+        raise UsageError(f"--distribute over {n} devices needs a batch size divisible by {n}, "
+                         f"received {config.batch_size}")
+    return distribution.scope()
+
+
+def _check_divisible(config: TrainConfig, dataset: Dataset) -> None:
+    """Every sharded batch, the last partial ones too, must split evenly over the devices."""
+    import keras
+
+    n = int(np.size(keras.distribution.DataParallel().device_mesh.devices))
+    for name, count in (("training", len(dataset.x_train)), ("test", len(dataset.x_test))):
+        if (count % config.batch_size) % n:
+            raise UsageError(f"--distribute over {n} devices: the last batch of the {count} {name} "
+                             f"images has {count % config.batch_size}, not divisible by {n}")
 
 
 def new_vae(config: TrainConfig, input_dim: int):
@@ -224,11 +283,6 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
     ``overrides`` are settings the user gave again; each must equal the saved
     one. The resumed run ends with the same weights as an uninterrupted one.
     """
-    import keras
-
-    from vaelab.callbacks import restore_seed_states
-    from vaelab.models import VAE
-
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     for key, value in (overrides or {}).items():
@@ -238,6 +292,16 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
     if runs.is_complete(run_dir):
         raise UsageError(f"--resume {run_dir}: the run is already complete")
     dataset = load_dataset(config, arrays)
+    with distribution_scope(config):
+        return _resume_from_checkpoint(config, run_dir, dataset, verbose)
+
+
+def _resume_from_checkpoint(config: TrainConfig, run_dir: Path, dataset: Dataset, verbose: bool):
+    import keras
+
+    from vaelab.callbacks import restore_seed_states
+    from vaelab.models import VAE
+
     state_path = run_dir / CHECKPOINT / "state.json"
     if not state_path.exists():  # killed before its first epoch ended
         return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {},
