@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: lab test data bench clean
+.PHONY: lab test data bench browser clean
 
 lab: $(VENV)/.installed data
 	$(BIN)/vaelab lab
 
-test: $(VENV)/.installed-test data
+test: $(VENV)/.installed-test data browser
 	$(BIN)/python -m pytest -q
 
 data: $(VENV)/.installed
@@ -29,6 +29,16 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e ".[test,torch]"
 	touch $@ $(VENV)/.installed
+
+# The explorer's browser test: Debian's chromium and npm's playwright-core.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: build/node/node_modules/playwright-core
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+build/node/node_modules/playwright-core:
+	mkdir -p build/node
+	npm install --silent --no-audit --no-fund --prefix build/node playwright-core@1.65.1
 
 clean:
 	rm -rf $(VENV) runs

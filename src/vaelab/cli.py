@@ -84,6 +84,12 @@ def _tutorial_build(args) -> None:
         print(f"{kind}: {path}")
 
 
+def _explore(args) -> None:
+    from vaelab import explorer
+
+    print(explorer.write_explorer(args.run_dir, out=args.out))
+
+
 def _lab(args) -> None:
     from vaelab import lab
 
@@ -173,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--test-size", type=_int, help="use only the first N test images")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_evaluate)
+
+    explore = commands.add_parser(
+        "explore", help="write an interactive latent-space page for a finished run",
+        description="Writes one self-contained HTML page (weights embedded, no network needed): "
+                    "latent sliders, drawing a digit to encode it, interpolation.")
+    explore.add_argument("run_dir", metavar="RUN_DIR")
+    explore.add_argument("--out", help="the page to write (default RUN_DIR/explorer.html)")
+    explore.set_defaults(func=_explore)
 
     tutorial = commands.add_parser("tutorial", help="the lab as a Python tutorial")
     tutorial_commands = tutorial.add_subparsers(dest="tutorial_command", required=True,

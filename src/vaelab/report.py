@@ -133,7 +133,9 @@ def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: l
               "## 2. Training image 1, reconstructed by every run", "", f"![digit]({DIGIT})", ""]
     for i, r in enumerate(vae_runs, start=3):
         lines += [f"## {i}. {r['title']} (`{r['name']}`)", "", _describe(r, _baseline(r, vae_runs)), "",
-                  f"![reconstructions]({r['name']}/reconstructions.png)", ""]
+                  f"![reconstructions]({r['name']}/reconstructions.png)", "",
+                  f"[Explore this model's latent space]({r['name']}/explorer.html) "
+                  "(sliders, drawing, interpolation; runs offline in the browser).", ""]
     if annealed:
         lines += ["## Annealing, epoch by epoch", "",
                   "Reconstruction loss, KL weight and active units per epoch of the annealed runs.",

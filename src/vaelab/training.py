@@ -20,7 +20,7 @@ import numpy as np
 
 import vaelab
 from vaelab import data as data_module
-from vaelab import metrics, plots, runs
+from vaelab import explorer, metrics, plots, runs
 from vaelab.config import NonFiniteLoss, TrainConfig, UsageError, format_scale
 
 HELDOUT = 1000       # test images in the fixed batch the collapse monitor watches
@@ -369,6 +369,7 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae, dataset: Dataset, p
     runs.write_history_csv(run_dir / "history.csv", {k: history[k] for k in ordered})
     write_figures(vae, dataset, figure_arrays, runs.read_history_csv(run_dir / "history.csv"),
                   run_dir, config)
+    explorer.write_explorer(run_dir, vae=vae, dataset=dataset)
     values["complete"] = True
     runs.write_json(run_dir / "metrics.json", values)
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)  # model.keras supersedes it

@@ -1,0 +1,51 @@
+// vaelab explorer: the VAE's forward passes in plain JavaScript (browser and Node).
+// Weights come as base64 little-endian float32; a dense layer is y = x·W + b with W
+// stored row-major as (inputs, outputs), the layout Keras uses.
+"use strict";
+
+function b64ToFloat32(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return new Float32Array(bytes.buffer);
+}
+
+function dense(x, layer, activation) {
+  const [nIn, nOut] = layer.shape;
+  const y = Float64Array.from(layer.bias);
+  for (let i = 0; i < nIn; i++) {
+    const xi = x[i];
+    if (xi === 0) continue;
+    const row = i * nOut;
+    for (let j = 0; j < nOut; j++) y[j] += xi * layer.kernel[row + j];
+  }
+  if (activation === "relu") for (let j = 0; j < nOut; j++) y[j] = y[j] > 0 ? y[j] : 0;
+  return y;
+}
+
+function makeModel(spec) {
+  const layers = {};
+  for (const [name, w] of Object.entries(spec.layers)) {
+    layers[name] = { shape: w.shape, kernel: b64ToFloat32(w.kernel), bias: b64ToFloat32(w.bias) };
+  }
+  return {
+    latentDim: layers.z_mean.shape[1],
+    likelihood: spec.likelihood,
+    // x: 784 pixels in [0, 1] -> {mean, logVar}, each latentDim long
+    encode(x) {
+      const h = dense(x, layers.encoder_hidden, "relu");
+      return { mean: dense(h, layers.z_mean), logVar: dense(h, layers.z_log_var) };
+    },
+    // z -> the decoder's raw output: means (gaussian) or logits (bernoulli)
+    decode(z) {
+      return dense(dense(z, layers.decoder_hidden, "relu"), layers.decoder_output);
+    },
+    // raw decoder output -> pixels in [0, 1]
+    toPixels(out) {
+      if (spec.likelihood === "bernoulli") return out.map((v) => 1 / (1 + Math.exp(-v)));
+      return out.map((v) => Math.min(1, Math.max(0, v)));
+    },
+  };
+}
+
+if (typeof module !== "undefined") module.exports = { b64ToFloat32, dense, makeModel };

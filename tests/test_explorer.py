@@ -1,0 +1,98 @@
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import make_idx_dir
+
+from vaelab import cli, explorer
+from vaelab.config import TrainConfig
+from vaelab.models import build_vae, compile_vae
+from vaelab.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYWRIGHT = ROOT / "build" / "node" / "node_modules" / "playwright-core"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+
+
+def require(condition, what):
+    """In CI a missing browser is a failure (make test installs it); elsewhere a skip."""
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is missing; `make test` installs it")
+        pytest.skip(f"{what} is missing; `make test` installs it")
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_javascript_forward_passes_match_keras(tmp_path, likelihood):
+    require(shutil.which("node"), "node")
+    keras.utils.set_random_seed(3)
+    vae = compile_vae(build_vae(hidden_dim=64, latent_dim=5, seed=3), likelihood=likelihood)
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 784)).astype(np.float32)
+    z = rng.normal(size=(3, 5)).astype(np.float32)
+    case = {"model": explorer.model_spec(vae, likelihood), "x": x.tolist(), "z": z.tolist()}
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_numeric.js"),
+                           str(explorer.CORE_JS), str(tmp_path / "case.json")],
+                          capture_output=True, text=True, check=True)
+    js = json.loads(done.stdout)
+    mean, log_var, _ = vae.encoder.predict(x, verbose=0)
+    decoded = vae.decoder.predict(z, verbose=0)
+    assert np.abs(np.array(js["mean"]) - mean).max() <= 1e-4
+    assert np.abs(np.array(js["log_var"]) - log_var).max() <= 1e-4
+    assert np.abs(np.array(js["decoded"]) - decoded).max() <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explore")
+    make_idx_dir(root / "data", n_train=128, n_test=64)
+    config = TrainConfig(epochs=1, hidden_dim=32, latent_dim=4, data_dir=str(root / "data"))
+    train(config, root / "run", verbose=False)
+    return root / "run"
+
+
+def test_page_is_self_contained_and_orders_dimensions_by_kl(run_dir):
+    page = (run_dir / "explorer.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    data = json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    assert sorted(data["order"]) == [0, 1, 2, 3]
+    kl = [data["kl"][i] for i in data["order"]]
+    assert kl == sorted(kl, reverse=True)
+    assert len(data["pca"]["points"]) == 64 and len(data["images"]) == 12
+
+
+def test_explore_command(run_dir, tmp_path, capsys):
+    out = tmp_path / "page.html"
+    assert cli.main(["explore", str(run_dir), "--out", str(out)]) == 0
+    assert out.read_text() == (run_dir / "explorer.html").read_text()
+    (run_dir / "metrics.json").rename(run_dir / "metrics.bak")
+    try:
+        assert cli.main(["explore", str(run_dir), "--out", str(tmp_path / "x.html")]) == 2
+        assert "incomplete run" in capsys.readouterr().err
+    finally:
+        (run_dir / "metrics.bak").rename(run_dir / "metrics.json")
+
+
+def test_page_in_headless_chromium(run_dir):
+    require(Path(CHROMIUM).exists(), "chromium (Debian package)")
+    require(PLAYWRIGHT.exists(), "playwright-core (npm)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "explorer.png"
+    done = subprocess.run(
+        ["node", str(ROOT / "tests" / "explorer_browser.js"), str(run_dir / "explorer.html"),
+         str(screenshot)], capture_output=True, text=True, timeout=180,
+        env={**os.environ, "PLAYWRIGHT_CORE": str(PLAYWRIGHT), "CHROMIUM": CHROMIUM})
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["errors"] == [] and found["requests"] == []
+    assert found["changed"] > 0.1            # moving the first slider changed the decoded image
+    assert len(found["encoding"]) == 4        # the drawing was encoded ...
+    assert found["recon_sum"] > 0             # ... and reconstructed
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
