@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 .PHONY: lab test data bench browser clean
 
 lab: $(VENV)/.installed data
-	$(BIN)/vaelab lab
+	$(BIN)/vaelab lab --overwrite
 
 test: $(VENV)/.installed-test data browser
 	$(BIN)/python -m pytest -q

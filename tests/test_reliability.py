@@ -1,6 +1,5 @@
 """Resume after SIGKILL, determinism and NaN handling of `vaelab train`."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,6 @@ import pytest
 from conftest import make_idx_dir
 
 from vaelab import cli, runs
-from vaelab.config import TrainConfig
-from vaelab.training import train
 
 SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, anneal="2:2", seed=5,
              train_size=192, test_size=48)

@@ -61,12 +61,10 @@ def _train(args) -> None:
     if args.resume:
         if args.out or args.overwrite:
             raise UsageError("--resume continues the run in RUN_DIR; --out and --overwrite do not apply")
-        values = training.resume(args.resume, overrides=given, verbose=verbose)
+        training.resume(args.resume, overrides=given, verbose=verbose)
     else:
-        config = TrainConfig(**given)
-        values = training.train(config, args.out or _default_out(), overwrite=args.overwrite,
-                                verbose=verbose)
-    del values
+        training.train(TrainConfig(**given), args.out or _default_out(), overwrite=args.overwrite,
+                       verbose=verbose)
 
 
 def _evaluate(args) -> None:

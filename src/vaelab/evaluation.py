@@ -16,7 +16,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 
 from vaelab import metrics, runs
 from vaelab.config import UsageError
