@@ -111,3 +111,11 @@ def test_collapse_verdicts_on_mnist(tmp_path, kl_scale, collapsed):
         assert metrics["active_units"] == 0 and metrics["output_std"] < 0.01
     else:
         assert metrics["active_units"] >= 5 and metrics["test_mse"] < 0.035
+
+
+def test_validation_runs_in_large_batches_that_fit_the_training_batch():
+    from vaelab.training import validation_batch_size
+
+    assert validation_batch_size(TrainConfig()) == 992  # 31 batches of 32
+    assert validation_batch_size(TrainConfig(batch_size=256)) == 768
+    assert validation_batch_size(TrainConfig(batch_size=2048)) == 2048

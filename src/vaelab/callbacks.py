@@ -122,7 +122,7 @@ class CollapseMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model  # noqa: B018 -- syncs the trained state back into the variables (JAX)
-        from vaelab.training import predict
+        from vaelab.devices import predict
 
         means, log_vars = predict(self._encoder, self.x_heldout)
         n_active = metrics.active_units(means, self.threshold)

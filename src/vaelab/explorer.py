@@ -41,7 +41,7 @@ def model_spec(vae, likelihood: str) -> dict:
 
 def explorer_data(vae, x_test, y_test, likelihood: str) -> dict:
     """Everything the page embeds: weights, per-dimension KL, the PCA map, test images."""
-    from vaelab.training import predict
+    from vaelab.devices import predict
 
     means, log_vars, _ = predict(vae.encoder, x_test)
     means, log_vars = np.asarray(means, np.float64), np.asarray(log_vars, np.float64)

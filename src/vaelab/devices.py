@@ -1,0 +1,68 @@
+"""Where a batch runs: Keras' data-parallel distribution over the local devices.
+
+``distribution_scope(config)`` is a ``keras.distribution.DataParallel`` scope when
+``config.distribute`` (JAX only), and ``predict`` pads its input so every sharded
+batch splits evenly over the devices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from vaelab.config import TrainConfig, UsageError
+
+
+def device_count() -> int:
+    """Devices the current Keras distribution spreads a batch over (1 without one)."""
+    import keras
+
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    return 1 if distribution is None else int(np.size(distribution.device_mesh.devices))
+
+
+def predict(model, x, batch_size: int = 1000):
+    """``model.predict`` on rows padded to a multiple of the device count (sharded batches)."""
+    n = device_count()
+    x = np.asarray(x)
+    padded = -len(x) % n
+    if padded:
+        x = np.concatenate([x, np.zeros((padded, *x.shape[1:]), x.dtype)])
+    outputs = model.predict(x, batch_size=max(n, batch_size - batch_size % n), verbose=0)
+    if isinstance(outputs, list):
+        return [np.asarray(o)[:len(x) - padded] for o in outputs]
+    return np.asarray(outputs)[:len(x) - padded]
+
+
+def distribution_scope(config: TrainConfig):
+    """Keras' ``DataParallel`` over all local devices when ``config.distribute``, else nothing.
+
+    The batch size stays the global batch: each of the N devices gets 1/N of it.
+    """
+    if not config.distribute:
+        return contextlib.nullcontext()
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise UsageError(f"--distribute needs the JAX backend (Keras' distribution API); "
+                         f"this is KERAS_BACKEND={keras.backend.backend()}")
+    distribution = keras.distribution.DataParallel()
+    n = int(np.size(distribution.device_mesh.devices))
+    if config.batch_size % n:
+        raise UsageError(f"--distribute over {n} devices needs a batch size divisible by {n}, "
+                         f"received {config.batch_size}")
+    return distribution.scope()
+
+
+def check_divisible(config: TrainConfig, n_train: int, n_test: int,
+                    validation_batch: int) -> None:
+    """Every sharded batch, the last partial ones too, must split evenly over the devices."""
+    import keras
+
+    n = int(np.size(keras.distribution.DataParallel().device_mesh.devices))
+    for name, count, batch in (("training", n_train, config.batch_size),
+                               ("test", n_test, validation_batch)):
+        if (count % batch) % n:
+            raise UsageError(f"--distribute over {n} devices: the last batch of the {count} {name} "
+                             f"images has {count % batch}, not divisible by {n}")
