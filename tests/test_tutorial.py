@@ -100,10 +100,10 @@ def test_solution_runs_end_to_end_on_a_subset(built):
     accuracy = float(re.search(r"classifier test accuracy: (\S+)", out).group(1))
     assert 0.7 < accuracy <= 1.0
     stds = dict(re.findall(r"^(\w+): test MSE \S+, output std (\S+)$", out, re.M))
-    assert float(stds["vae"]) > 0.08 and float(stds["annealed"]) > 0.08
+    assert float(stds["vae"]) > 0.07 and float(stds["annealed"]) > 0.07  # measured 0.108, 0.121
     # On the subset (375 steps) the unscaled model is well on its way to the blob; the full
     # run collapses completely (tests/test_training.py checks that verdict on all of MNIST).
-    assert float(stds["vae_unscaled"]) < 0.5 * float(stds["vae"])
+    assert float(stds["vae_unscaled"]) < 0.6 * float(stds["vae"])  # measured 0.038 vs 0.108
     assert "annealed: KL weights per epoch [0.0, 0.0, 0.5, 1.0, 1.0]" in out
     for name in ("vae", "vae_unscaled", "annealed", "annealed_unscaled"):
         assert (path.parent / f"lab11_{name}.png").stat().st_size > 1000
