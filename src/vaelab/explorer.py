@@ -39,11 +39,14 @@ def model_spec(vae, likelihood: str) -> dict:
     return {"likelihood": likelihood, "layers": layers}
 
 
-def explorer_data(vae, x_test, y_test, likelihood: str) -> dict:
-    """Everything the page embeds: weights, per-dimension KL, the PCA map, test images."""
+def explorer_data(vae, x_test, y_test, likelihood: str, encoded=None) -> dict:
+    """Everything the page embeds: weights, per-dimension KL, the PCA map, test images.
+
+    ``encoded``: the test set's ``(means, log_vars)`` when the caller has them already.
+    """
     from vaelab.devices import predict
 
-    means, log_vars, _ = predict(vae.encoder, x_test)
+    means, log_vars = encoded if encoded is not None else predict(vae.encoder, x_test)[:2]
     means, log_vars = np.asarray(means, np.float64), np.asarray(log_vars, np.float64)
     kl = metrics.kl_per_dimension(means, log_vars)
     variances = means.var(axis=0)
@@ -73,7 +76,7 @@ def render_html(data: dict, title: str) -> str:
                 .replace("__DATA__", payload))
 
 
-def write_explorer(run_dir, vae=None, dataset=None, out=None) -> Path:
+def write_explorer(run_dir, vae=None, dataset=None, out=None, encoded=None) -> Path:
     """Write the explorer of a run (``out`` defaults to ``RUN_DIR/explorer.html``)."""
     from vaelab.training import load_dataset, read_run_config
 
@@ -91,7 +94,7 @@ def write_explorer(run_dir, vae=None, dataset=None, out=None) -> Path:
 
             raise UsageError(f"{run_dir} is an incomplete run (no finished metrics.json)")
         vae = load_run_model(run_dir, dataset.input_dim)
-    data = explorer_data(vae, dataset.x_test, dataset.y_test, config.likelihood)
+    data = explorer_data(vae, dataset.x_test, dataset.y_test, config.likelihood, encoded)
     out = Path(out) if out is not None else run_dir / "explorer.html"
     runs.write_text(out, render_html(data, f"vaelab explorer: {run_dir.name}"))
     return out

@@ -22,6 +22,7 @@ from vaelab.config import TrainConfig, UsageError
 from vaelab.training import check_run_dir, environment, train
 
 CLASSIFIER = "01-classifier"
+QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Experiment:
 
 def experiments(quick: bool = False, data_dir: str | None = None) -> list[Experiment]:
     """The lab's four VAE runs (the classifier is separate: it is not a VAE)."""
-    sizes = dict(train_size=1024, test_size=512) if quick else {}
+    sizes = QUICK_SIZES if quick else {}
     short = dict(epochs=2, **sizes)
     anneal = dict(epochs=5, anneal="2:2", **sizes) if quick else dict(epochs=20, anneal="4:8")
     common = dict(data_dir=data_dir)
@@ -91,7 +92,7 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
     plan = experiments(quick, data_dir)
     arrays = data_module.load_mnist(data_dir)
     started = time.perf_counter()
-    sizes = dict(train_size=1024, test_size=512) if quick else {}
+    sizes = QUICK_SIZES if quick else {}
     train_classifier(arrays, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose, **sizes)
     for experiment in plan:
         if verbose:

@@ -141,7 +141,7 @@ def evaluate_run(vae, dataset: Dataset, likelihood: str = "gaussian") -> tuple[d
         "collapsed": metrics.is_collapsed(n_active, std),
     }
     _, _, lab_recon = encode(vae, dataset.x_train[LAB_IMAGE:LAB_IMAGE + 1], likelihood)
-    arrays = {"means": means, "recons": recons, "lab_recon": lab_recon[0]}
+    arrays = {"means": means, "log_vars": log_vars, "recons": recons, "lab_recon": lab_recon[0]}
     return values, arrays
 
 
@@ -326,7 +326,8 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae, dataset: Dataset, p
     runs.write_history_csv(run_dir / "history.csv", {k: history[k] for k in ordered})
     write_figures(vae, dataset, figure_arrays, runs.read_history_csv(run_dir / "history.csv"),
                   run_dir, config)
-    explorer.write_explorer(run_dir, vae=vae, dataset=dataset)
+    explorer.write_explorer(run_dir, vae=vae, dataset=dataset,
+                            encoded=(figure_arrays["means"], figure_arrays["log_vars"]))
     values["complete"] = True
     runs.write_json(run_dir / "metrics.json", values)
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)  # model.keras supersedes it
