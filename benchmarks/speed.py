@@ -1,6 +1,7 @@
 """How fast vaelab trains and evaluates, against a plain-JAX floor measured in the same run.
 
     python benchmarks/speed.py [--json out.json] [--iwae-images 1000] [--lab] [--quick]
+                               [--only PART ...]
 
 Each part runs in its own subprocess so its peak resident memory can be reported:
 
@@ -188,6 +189,8 @@ def main() -> None:
     parser.add_argument("--iwae-images", type=int, default=1000)
     parser.add_argument("--lab", action="store_true", help="also time the whole vaelab lab")
     parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
+    parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
+                        help=f"run only these parts ({', '.join(PARTS)})")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:  # a child: one part, its numbers and peak memory as JSON on the last line
@@ -201,7 +204,8 @@ def main() -> None:
         forwarded += ["--train-size", str(args.train_size)]
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "date": time.strftime("%Y-%m-%d")}
-    for name in [p for p in PARTS if p != "lab" or args.lab]:
+    chosen = args.only or [p for p in PARTS if p != "lab" or args.lab]
+    for name in chosen:
         done = subprocess.run([sys.executable, __file__, "--part", name, *forwarded],
                               capture_output=True, text=True)
         if done.returncode != 0:

@@ -39,11 +39,17 @@ def test_schedule_callback_needs_a_sampling_layer():
                   callbacks=[KLSchedule(schedules.constant, verbose=False)])
 
 
-def test_annealing_really_changes_the_compiled_loss():
+several_steps = pytest.mark.skipif(keras.backend.backend() == "torch",
+                                   reason="Keras' torch trainer takes steps_per_execution=1 only")
+
+
+@pytest.mark.parametrize("steps", [1, pytest.param(4, marks=several_steps)])
+def test_annealing_really_changes_the_compiled_loss(steps):
     """The trap: under JAX a KL weight frozen into the compiled step would do nothing.
 
     With the encoder frozen, the KL of every example is fixed, so the KL term the
-    model adds in epoch e must be exactly weight(e) · kl_scale · mean KL.
+    model adds in epoch e must be exactly weight(e) · kl_scale · mean KL. With
+    ``steps=4`` each epoch's four batches run as one compiled scan.
     """
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -54,6 +60,7 @@ def test_annealing_really_changes_the_compiled_loss():
     for name in ("encoder_hidden", "z_mean", "z_log_var"):
         vae.model.get_layer(name).trainable = False
     compile_vae(vae)  # recompile after changing trainability
+    vae.model.steps_per_execution = steps
     mean, log_var, _ = vae.encoder(x)
     mean_kl = float(ops.convert_to_numpy(ops.mean(kl_standard_normal(mean, log_var))))
     assert mean_kl > 0.1
@@ -66,3 +73,22 @@ def test_annealing_really_changes_the_compiled_loss():
     np.testing.assert_allclose(history["kl_loss"], expected, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(history["loss"],
                                np.add(history["reconstruction_loss"], history["kl_loss"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, pytest.param(5, marks=several_steps)])
+def test_non_finite_loss_is_found_at_its_batch_inside_a_scanned_group(steps):
+    """An image with a NaN pixel makes the 7th batch's loss NaN; with steps grouped by 5
+    the guard checks at the group's end and still names batch 7."""
+    from vaelab.callbacks import StopOnNonFinite
+
+    x = np.random.default_rng(0).random((160, 12)).astype(np.float32)  # 10 batches of 16
+    x[6 * 16 + 3, 5] = np.nan
+    keras.utils.set_random_seed(0)
+    vae = compile_vae(build_vae(input_dim=12, hidden_dim=8, latent_dim=2, seed=0))
+    vae.model.steps_per_execution = steps
+    guard = StopOnNonFinite()
+    history = vae.model.fit(x, x, epochs=3, batch_size=16, shuffle=False, verbose=0,
+                            callbacks=[guard]).history
+    assert guard.where == (1, 7)
+    assert vae.model.stop_training
+    assert len(history["loss"]) == 1 and np.isnan(history["loss"][0])

@@ -140,3 +140,30 @@ def test_mutual_information_positive_and_bounded_for_an_informative_encoder():
     vae, x, _ = linear_gaussian_vae(perturb=0.0)
     mi = metrics.mutual_information(vae.encoder, x)
     assert 0.5 < mi <= np.log(len(x))
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_log_weights_match_a_float64_numpy_reference(likelihood):
+    """The compiled log w (with the expanded square for the Gaussian, and without it)
+    against log p(x|z) + log p(z) − log q(z|x) computed in float64 from the decoder."""
+    from vaelab.models import build_vae
+
+    vae = build_vae(input_dim=784, hidden_dim=64, latent_dim=4, seed=3)
+    rng = np.random.default_rng(4)
+    x = rng.random((6, 784)).astype(np.float32)
+    if likelihood == "bernoulli":
+        x = (x > 0.5).astype(np.float32)
+    mean = rng.normal(0, 0.5, (6, 4)).astype(np.float32)
+    log_var = rng.normal(-1, 0.3, (6, 4)).astype(np.float32)
+    eps = rng.standard_normal((6, 7, 4)).astype(np.float32)                       # (B, S, L)
+    z = mean[:, None] + np.exp(0.5 * log_var[:, None]) * eps
+    decoded = np.asarray(vae.decoder.predict(z.reshape(42, 4), verbose=0), np.float64)
+    expected = (metrics.log_likelihood(x[:, None], decoded.reshape(6, 7, 784), likelihood, 0.5)
+                + metrics._log_normal(z, 0.0, 0.0)
+                - metrics._log_normal(z, mean[:, None], log_var[:, None]))         # (B, S)
+    for expand in (True, False):
+        model = metrics._log_weight_model(vae, likelihood, 0.5, expand_square=expand)
+        log_w = np.asarray(model.predict_on_batch([x, mean, log_var, eps]))
+        assert log_w.shape == (6, 7)
+        np.testing.assert_allclose(log_w, expected, rtol=1e-5, atol=2e-3)
+    assert metrics._linear_tail(vae.decoder) is not None

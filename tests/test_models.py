@@ -99,3 +99,58 @@ def test_classifier_reaches_90_percent_on_mnist(mnist):
     _, accuracy = model.evaluate(to_vectors(x_test), keras.utils.to_categorical(y_test, 10),
                                  verbose=0)
     assert accuracy >= 0.9
+
+
+several_steps = pytest.mark.skipif(keras.backend.backend() == "torch",
+                                   reason="Keras' torch trainer takes steps_per_execution=1 only")
+
+
+def trained(steps, x, epochs=2, batch_size=16):
+    """A small VAE fitted with ``steps`` training steps per compiled call."""
+    keras.utils.set_random_seed(0)
+    vae = compile_vae(build_vae(input_dim=x.shape[1], hidden_dim=16, latent_dim=3, seed=1))
+    vae.model.steps_per_execution = steps
+    history = vae.model.fit(x, x, epochs=epochs, batch_size=batch_size, verbose=0,
+                            shuffle=False).history
+    return vae, history
+
+
+@several_steps
+@pytest.mark.parametrize("steps", [4, 5])
+def test_scanned_steps_train_exactly_like_single_steps(steps):
+    """170 images in batches of 16: ten full batches and one of 10, grouped by 4 or 5 (JAX:
+    scans of 4, 4 and 2 plus a single short step; or 5, 5 and a single step)."""
+    x = data(170, 12)
+    one_by_one, history_1 = trained(1, x)
+    grouped, history_n = trained(steps, x)
+    assert grouped.model.steps_per_execution == steps
+    for a, b in zip(one_by_one.model.get_weights(), grouped.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for key in history_1:
+        np.testing.assert_allclose(history_n[key], history_1[key], rtol=1e-5)
+    if keras.backend.backend() == "jax":
+        losses = np.concatenate([ops.convert_to_numpy(l) for l in
+                                 grouped.model.train_function.step_losses])
+        assert len(losses) == (3 if steps == 4 else 1)  # the last group of the epoch
+        np.testing.assert_allclose(losses[-1], history_n["loss"][-1], rtol=1e-6)
+
+
+@several_steps
+def test_changing_steps_per_execution_rebuilds_the_train_function():
+    x = data(64, 12)
+    vae, _ = trained(4, x, epochs=1)
+    vae.model.steps_per_execution = 1
+    vae.model.fit(x, x, epochs=1, batch_size=16, verbose=0)
+    assert getattr(vae.model.train_function, "steps", 1) == 1
+
+
+def test_fit_without_targets_reconstructs_the_inputs():
+    x = data(64, 12)
+    histories = []
+    for targets in (x, None):
+        keras.utils.set_random_seed(0)
+        vae = compile_vae(build_vae(input_dim=12, hidden_dim=8, latent_dim=2, seed=0))
+        histories.append(vae.model.fit(x, targets, epochs=2, batch_size=16, shuffle=False,
+                                       verbose=0, validation_data=(x,)).history)
+    for key in histories[0]:
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-6)

@@ -119,3 +119,16 @@ def test_validation_runs_in_large_batches_that_fit_the_training_batch():
     assert validation_batch_size(TrainConfig()) == 992  # 31 batches of 32
     assert validation_batch_size(TrainConfig(batch_size=256)) == 768
     assert validation_batch_size(TrainConfig(batch_size=2048)) == 2048
+
+
+def test_steps_per_execution_divides_the_epoch_where_it_can():
+    from vaelab.training import steps_per_execution
+
+    def steps(n_images, **settings):
+        return steps_per_execution(n_images, TrainConfig(**settings))
+
+    assert steps(60000) == 125          # the lab: 1875 batches of 32 in 15 calls
+    assert steps(60000, batch_size=256) == 18  # 234 full batches = 13 × 18, then the short one
+    assert steps(60000, batch_size=64) == 93   # 937 is prime: 10 × 93, then 7 more
+    assert steps(192, batch_size=16) == 1      # 12 batches: one step per call
+    assert steps(60000, distribute=True) == 1

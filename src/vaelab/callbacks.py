@@ -155,7 +155,9 @@ class ShuffleSeed(keras.callbacks.Callback):
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stops training at the first batch whose loss is NaN or infinite.
 
-    ``where`` is then ``(epoch, batch)``, both 1-based; ``None`` otherwise.
+    ``where`` is then ``(epoch, batch)``, both 1-based; ``None`` otherwise. When
+    several steps run per call (``steps_per_execution``), the check runs at the
+    end of each group and the batch is found in the group's per-step losses.
     """
 
     def __init__(self):
@@ -169,8 +171,17 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)) and self.where is None:
-            self.where = (self._epoch, batch + 1)
+            self.where = (self._epoch, self._first_bad_batch(batch))
             self.model.stop_training = True
+
+    def _first_bad_batch(self, last: int) -> int:
+        """1-based index of the first non-finite step in the group that ended at ``last``."""
+        steps = self.model.steps_per_execution
+        losses = getattr(self.model.train_function, "step_losses", None)
+        if steps == 1 or not losses:
+            return last + 1
+        losses = np.concatenate([ops.convert_to_numpy(l).reshape(-1) for l in losses])
+        return last - steps + 1 + int(np.argmax(~np.isfinite(losses))) + 1
 
 
 class Checkpoint(keras.callbacks.Callback):

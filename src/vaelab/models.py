@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import keras
 from keras import ops
@@ -18,6 +19,7 @@ class VAEModel(keras.Model):
     the compiled loss (the lab's MSE: mean over pixels and batch) and
     ``kl_loss`` is the sum of the layer losses (the sampling layer's
     ``kl_weight · kl_scale · batch-mean KL``). Both appear in ``History``.
+    Without targets (``fit(x)``) the inputs are the targets.
     """
 
     def __init__(self, *args, **kwargs):
@@ -26,6 +28,8 @@ class VAEModel(keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y is None:  # fit(x) without targets: reconstruct the inputs
+            y = x
         if tuple(y.shape) != tuple(y_pred.shape):
             raise ValueError(
                 f"targets and reconstructions must have the same shape, received "
@@ -40,6 +44,70 @@ class VAEModel(keras.Model):
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
         return reconstruction + kl
+
+    def make_train_function(self, force=False):
+        """Keras' train function, except under JAX with ``steps_per_execution > 1``.
+
+        There Keras would still dispatch one compiled step per batch from Python;
+        here each run of equal-shaped batches in a group of ``steps_per_execution``
+        is stacked and trained by one compiled ``jax.lax.scan`` over Keras' own
+        ``train_step``. The steps, their order and their noise are the same; only
+        the Python work between them is gone. Callbacks see the group's end, as
+        Keras documents for ``steps_per_execution``; ``train_function.step_losses``
+        then holds the running mean loss after each step of the group.
+        """
+        steps = self.steps_per_execution
+        scanned = (steps > 1 and keras.backend.backend() == "jax" and not self.run_eagerly
+                   and self.jit_compile and keras.distribution.distribution() is None)
+        current = getattr(self.train_function, "steps", 1)
+        if self.train_function is not None and not force and current == (steps if scanned else 1):
+            return
+        if not scanned:
+            super().make_train_function(force=True)
+            return
+        self.train_function = _scanned_train_function(self, steps)
+
+
+def _scanned_train_function(model: keras.Model, steps: int):
+    """``(state, iterator) -> (logs, state)`` for up to ``steps`` batches (JAX only)."""
+    import jax
+    import numpy as np
+
+    single = jax.jit(model.train_step, donate_argnums=0)
+
+    def scan(state, batches):
+        def body(state, batch):
+            logs, state = model.train_step(state, batch)
+            return state, logs
+
+        state, logs = jax.lax.scan(body, state, batches)  # logs: each value (n,)
+        return {name: value[-1] for name, value in logs.items()}, state, logs["loss"]
+
+    scanned = jax.jit(scan, donate_argnums=0)
+
+    def shapes(batch):
+        return tuple(None if a is None else a.shape for a in keras.tree.flatten(batch))
+
+    def stack(*arrays):
+        return None if arrays[0] is None else np.stack(arrays)
+
+    def function(state, iterator):
+        batches = [next(iterator), *itertools.islice(iterator, steps - 1)]
+        losses = []
+        for _, group in itertools.groupby(batches, key=shapes):  # the last batch may be short
+            group = list(group)
+            if len(group) == 1:
+                logs, state = single(state, group[0])
+                losses.append(ops.reshape(logs["loss"], (1,)))
+            else:
+                logs, state, group_losses = scanned(state, keras.tree.map_structure(stack, *group))
+                losses.append(group_losses)
+        function.step_losses = losses
+        return logs, state
+
+    function.steps = steps
+    function.step_losses = []
+    return function
 
 
 @keras.saving.register_keras_serializable(package="vaelab")

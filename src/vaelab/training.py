@@ -29,6 +29,7 @@ GRID = 8             # test images in reconstructions.png
 SAMPLES = 32         # prior samples in samples.png
 CHECKPOINT = "checkpoint"  # folder of the per-epoch checkpoint inside a run folder
 VALIDATION_BATCH = 1000     # images per validation step
+MAX_STEPS_PER_EXECUTION = 128  # training steps per compiled call (JAX scan), at most
 TEST_BINARIZATION_SEED = 0  # Bernoulli runs: the test set is binarized once, with this seed
 
 
@@ -267,13 +268,40 @@ def _resume_from_checkpoint(config: TrainConfig, run_dir: Path, dataset: Dataset
 
 
 def fit_vae(vae, x_fit: np.ndarray, dataset: Dataset, config: TrainConfig, callbacks: list,
-            initial_epoch: int = 0, verbose: bool = False):
-    """The one ``fit`` call every training run makes (benchmarks time this same path)."""
-    return vae.model.fit(x_fit, x_fit, epochs=config.epochs, initial_epoch=initial_epoch,
+            initial_epoch: int = 0, verbose: bool = False, steps: int | None = None):
+    """The one ``fit`` call every training run makes (benchmarks time this same path).
+
+    ``steps``: training steps per compiled call; ``None`` picks
+    :func:`steps_per_execution` for the data and settings.
+    """
+    if steps is None:
+        steps = steps_per_execution(len(x_fit), config)
+    vae.model.steps_per_execution = steps
+    return vae.model.fit(x_fit, epochs=config.epochs, initial_epoch=initial_epoch,  # targets = x
                          batch_size=config.batch_size, shuffle=True,
-                         validation_data=(dataset.x_test, dataset.x_test),
+                         validation_data=(dataset.x_test,),
                          validation_batch_size=validation_batch_size(config),
                          callbacks=callbacks, verbose=_progress(verbose))
+
+
+def steps_per_execution(n_images: int, config: TrainConfig) -> int:
+    """Training steps per compiled call: about a tenth of an epoch, at most
+    ``MAX_STEPS_PER_EXECUTION``.
+
+    Under JAX, ``VAEModel`` runs such a group as one ``lax.scan`` (see
+    ``VAEModel.make_train_function``), which removes Keras' per-step Python work.
+    A divisor of the number of full batches is preferred, so that no shorter
+    group needs compiling. 1 (one step per call, Keras' own loop) when an epoch
+    has fewer than 20 batches, with ``--distribute`` and off JAX.
+    """
+    import keras
+
+    full = n_images // config.batch_size
+    target = min(MAX_STEPS_PER_EXECUTION, full // 10)
+    if target < 2 or config.distribute or keras.backend.backend() != "jax":
+        return 1
+    divisor = max(d for d in range(1, target + 1) if full % d == 0)
+    return divisor if 2 * divisor >= target else target
 
 
 def validation_batch_size(config: TrainConfig) -> int:
