@@ -142,7 +142,8 @@ def _log_weight_model(vae, likelihood: str, variance: float, expand_square: bool
     in a linear layer ``x̂ = h W + b`` (and ``expand_square``), the squared error is
     expanded, ‖r − h W‖² = ‖r‖² − 2 h·(W r) + h·(W Wᵀ) h with ``r = x − b``, so that no
     draw needs the (H × D) output product: about two thirds of the work for the lab's
-    decoder. ``predict_on_batch`` runs it compiled on every backend.
+    decoder. ``W Wᵀ`` is computed when the model is built: build it again after the
+    decoder's weights change. ``predict_on_batch`` runs it compiled on every backend.
     """
     import keras
     from keras import ops
@@ -157,6 +158,11 @@ def _log_weight_model(vae, likelihood: str, variance: float, expand_square: bool
             self.decoder = vae.decoder
             self.body = tail[0] if tail else None
             self.last = tail[1] if tail else None
+            if tail:  # W Wᵀ once: the model is built for one evaluation of fixed weights
+                kernel = ops.convert_to_numpy(self.last.kernel).astype(np.float64)
+                self.gram = self.add_weight(
+                    shape=(kernel.shape[0],) * 2, trainable=False, name="gram",
+                    initializer=keras.initializers.Constant((kernel @ kernel.T).astype(np.float32)))
 
         def call(self, x, mean, log_var, eps):
             b, s, latent = ops.shape(eps)
@@ -172,14 +178,14 @@ def _log_weight_model(vae, likelihood: str, variance: float, expand_square: bool
             else:
                 h = rows
                 for layer in self.body:
-                    h = layer(h)
-                h = ops.reshape(h, (b, s, -1))                              # (B, S, H)
+                    h = layer(h)                                            # (B·S, H)
                 kernel = ops.convert_to_tensor(self.last.kernel)            # (H, D)
                 r = x if self.last.bias is None else x - self.last.bias     # (B, D)
-                cross = ops.sum(h * ops.expand_dims(ops.matmul(r, ops.transpose(kernel)), 1), -1)
-                gram = ops.matmul(kernel, ops.transpose(kernel))            # (H, H)
+                quadratic = ops.sum(h * ops.matmul(h, self.gram), -1)       # h·(W Wᵀ)h: (B·S,)
+                w_r = ops.expand_dims(ops.matmul(r, ops.transpose(kernel)), 1)  # W r: (B, 1, H)
+                cross = ops.sum(ops.reshape(h, (b, s, -1)) * w_r, -1)       # (B, S)
                 square = (ops.expand_dims(ops.sum(ops.square(r), -1), 1) - 2 * cross
-                          + ops.sum(ops.matmul(h, gram) * h, -1))            # (B, S)
+                          + ops.reshape(quadratic, (b, s)))                 # ‖r − hW‖²
                 log_px = -0.5 * square / variance
             if likelihood == "gaussian":
                 log_px = log_px - 0.5 * ops.shape(x)[-1] * np.log(2 * np.pi * variance)
