@@ -94,3 +94,18 @@ def test_torch_thread_count_follows_vaelab_torch_threads():
                               env={**os.environ, "KERAS_BACKEND": "torch",
                                    "VAELAB_TORCH_THREADS": threads})
         assert json.loads(done.stdout.strip().splitlines()[-1]) == ["torch", int(threads)]
+
+
+def test_compiled_programs_are_cached_on_disk_unless_told_otherwise(tmp_path):
+    code = ("import os, vaelab, jax; print(os.environ['JAX_COMPILATION_CACHE_DIR']); "
+            "jax.jit(lambda v: v * 3 + 1)(jax.numpy.ones(5)).block_until_ready()")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    folder = tmp_path / "cache" / "vaelab" / "jax"
+    assert done.stdout.strip() == str(folder), done.stderr
+    assert any(folder.iterdir())
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "mine")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == str(tmp_path / "mine")  # the user's choice is kept
