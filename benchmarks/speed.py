@@ -163,7 +163,8 @@ def part_iwae(args) -> dict:
         metrics.iwae_nll(vae, x, k)
         seconds = time.perf_counter() - started
         results[f"k_{k}_s"] = round(seconds, 2)
-        results[f"k_{k}_10000_images_s_extrapolated"] = round(seconds * 10000 / len(x), 1)
+        if len(x) < 10000:
+            results[f"k_{k}_10000_images_s_extrapolated"] = round(seconds * 10000 / len(x), 1)
     return results
 
 
