@@ -132,3 +132,14 @@ def test_steps_per_execution_divides_the_epoch_where_it_can():
     assert steps(60000, batch_size=64) == 93   # 937 is prime: 10 × 93, then 7 more
     assert steps(192, batch_size=16) == 1      # 12 batches: one step per call
     assert steps(60000, distribute=True) == 1
+
+
+def test_progress_is_one_line_per_epoch_when_not_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from vaelab.training import progress_mode
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a log file, not a terminal
+    assert progress_mode(False) == 0
+    assert progress_mode(True) == 2

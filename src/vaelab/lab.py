@@ -19,7 +19,7 @@ from pathlib import Path
 from vaelab import data as data_module
 from vaelab import runs
 from vaelab.config import TrainConfig, UsageError
-from vaelab.training import check_run_dir, environment, train
+from vaelab.training import check_run_dir, environment, progress_mode, train
 
 CLASSIFIER = "01-classifier"
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
@@ -70,7 +70,7 @@ def train_classifier(arrays, run_dir: Path, epochs: int, seed: int = 0,
     model = build_classifier(x_train.shape[1], seed=seed)
     started = time.perf_counter()
     history = model.fit(x_train, keras.utils.to_categorical(y_train, 10), epochs=epochs,
-                        batch_size=32, verbose=1 if verbose else 0).history
+                        batch_size=32, verbose=progress_mode(verbose)).history
     seconds = time.perf_counter() - started
     _, accuracy = model.evaluate(x_test, keras.utils.to_categorical(y_test, 10), verbose=0)
     runs.write_history_csv(run_dir / "history.csv", history)

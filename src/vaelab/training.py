@@ -161,7 +161,7 @@ def write_figures(vae, dataset: Dataset, arrays: dict, history: dict, run_dir: P
     plots.curves(history, run_dir / "curves.png", title=label)
 
 
-def _progress(verbose: bool) -> int:
+def progress_mode(verbose: bool) -> int:
     """Keras' live progress bar on a terminal, one line per epoch in a log file."""
     if not verbose:
         return 0
@@ -281,7 +281,7 @@ def fit_vae(vae, x_fit: np.ndarray, dataset: Dataset, config: TrainConfig, callb
                          batch_size=config.batch_size, shuffle=True,
                          validation_data=(dataset.x_test,),
                          validation_batch_size=validation_batch_size(config),
-                         callbacks=callbacks, verbose=_progress(verbose))
+                         callbacks=callbacks, verbose=progress_mode(verbose))
 
 
 def steps_per_execution(n_images: int, config: TrainConfig) -> int:
