@@ -268,15 +268,10 @@ def _resume_from_checkpoint(config: TrainConfig, run_dir: Path, dataset: Dataset
 
 
 def fit_vae(vae, x_fit: np.ndarray, dataset: Dataset, config: TrainConfig, callbacks: list,
-            initial_epoch: int = 0, verbose: bool = False, steps: int | None = None):
-    """The one ``fit`` call every training run makes (benchmarks time this same path).
-
-    ``steps``: training steps per compiled call; ``None`` picks
-    :func:`steps_per_execution` for the data and settings.
-    """
-    if steps is None:
-        steps = steps_per_execution(len(x_fit), config)
-    vae.model.steps_per_execution = steps
+            initial_epoch: int = 0, verbose: bool = False):
+    """The one ``fit`` call every training run makes (benchmarks time this same path),
+    with :func:`steps_per_execution` training steps per compiled call."""
+    vae.model.steps_per_execution = steps_per_execution(len(x_fit), config)
     return vae.model.fit(x_fit, epochs=config.epochs, initial_epoch=initial_epoch,  # targets = x
                          batch_size=config.batch_size, shuffle=True,
                          validation_data=(dataset.x_test,),
