@@ -8,6 +8,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np
 import pytest
 
+import vaelab  # noqa: F401  (backend and compilation cache, before Keras starts JAX)
+import keras  # noqa: E402
+
+# Grouped training steps (steps_per_execution > 1): Keras' torch trainer refuses them.
+several_steps = pytest.mark.skipif(keras.backend.backend() == "torch",
+                                   reason="Keras' torch trainer takes steps_per_execution=1 only")
+
 
 def write_idx(path, array, gz=False):
     """Write a uint8 array as an IDX file (raw or gzip)."""

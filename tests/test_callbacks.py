@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import several_steps
 from keras import ops
 
 from vaelab import schedules
@@ -37,10 +38,6 @@ def test_schedule_callback_needs_a_sampling_layer():
     with pytest.raises(ValueError, match="'plain' has none"):
         model.fit(np.zeros((2, 2)), np.zeros((2, 2)), verbose=0,
                   callbacks=[KLSchedule(schedules.constant, verbose=False)])
-
-
-several_steps = pytest.mark.skipif(keras.backend.backend() == "torch",
-                                   reason="Keras' torch trainer takes steps_per_execution=1 only")
 
 
 @pytest.mark.parametrize("steps", [1, pytest.param(4, marks=several_steps)])

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import several_steps
 from keras import ops
 
 from vaelab.data import to_vectors
@@ -99,10 +100,6 @@ def test_classifier_reaches_90_percent_on_mnist(mnist):
     _, accuracy = model.evaluate(to_vectors(x_test), keras.utils.to_categorical(y_test, 10),
                                  verbose=0)
     assert accuracy >= 0.9
-
-
-several_steps = pytest.mark.skipif(keras.backend.backend() == "torch",
-                                   reason="Keras' torch trainer takes steps_per_execution=1 only")
 
 
 def trained(steps, x, epochs=2, batch_size=16):

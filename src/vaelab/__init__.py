@@ -14,9 +14,14 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # compiled once are loaded from disk by later runs (the lab's later runs, the next
 # `vaelab train`), which saves about 5 s of XLA compilation per run on a 2-core CPU.
 # JAX_COMPILATION_CACHE_DIR picks another folder; an empty value turns the cache off.
+def user_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/vaelab`` (default ``~/.cache/vaelab``): MNIST and compiled programs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vaelab")
+
+
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_cache, "vaelab", "jax")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(user_cache_dir(), "jax")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # Torch's CPU thread count, when asked for. Measured on a 2-core machine (lab model,

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+import vaelab
+
 IMAGE_SIDE = 28
 
 FILES = {
@@ -172,8 +174,7 @@ def checksum_status(folder: str | os.PathLike) -> dict[str, str]:
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/vaelab/mnist`` (default ``~/.cache/vaelab/mnist``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vaelab" / "mnist"
+    return Path(vaelab.user_cache_dir()) / "mnist"
 
 
 def _cache_is_complete(folder: Path) -> bool:
