@@ -12,7 +12,7 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   steady epochs.
 - ``scaling``: vaelab epoch time for batch 32…1024 and latent 2, 32, 128.
 - ``inference``: encoder + decoder throughput on the 10 000 test images.
-- ``iwae``: ``metrics.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
+- ``iwae``: ``bounds.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
   (linear in the number of images: the 10 000-image time is extrapolated and marked so).
 - ``lab`` (with ``--lab``): the wall time of ``vaelab lab`` as a subprocess.
 
@@ -42,9 +42,9 @@ def peak_mb() -> float:
 def load():
     import vaelab  # noqa: F401  (selects the JAX backend)
     from vaelab.config import TrainConfig
-    from vaelab.training import load_dataset
+    from vaelab.training import run_dataset
 
-    return TrainConfig, load_dataset
+    return TrainConfig, run_dataset
 
 
 def vaelab_epochs(config, dataset, epochs, between=None):
@@ -52,7 +52,7 @@ def vaelab_epochs(config, dataset, epochs, between=None):
     import keras
 
     from vaelab.callbacks import CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
-    from vaelab.training import HELDOUT, fit_vae, new_vae
+    from vaelab.training import fit_vae, new_vae
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):
@@ -72,7 +72,7 @@ def vaelab_epochs(config, dataset, epochs, between=None):
     schedule = config.kl_schedule()
     if schedule is not None:
         callbacks.insert(1, KLSchedule(schedule, verbose=False))
-    callbacks.insert(-1, CollapseMonitor(dataset.x_test[:HELDOUT], verbose=False))
+    callbacks.insert(-1, CollapseMonitor(dataset.x_test[:config.heldout_size], verbose=False))
     callbacks.insert(-1, StopOnNonFinite())
     import dataclasses
 
@@ -143,14 +143,14 @@ def part_inference(args) -> dict:
     x = dataset.x_test
     vae.decoder.predict(vae.encoder.predict(x[:1000], batch_size=1000, verbose=0)[0], verbose=0)
     started = time.perf_counter()
-    means = vae.encoder.predict(x, batch_size=1000, verbose=0)[0]
+    means = vae.encoder.predict(x, batch_size=1000, verbose=0)[0]  # the means
     vae.decoder.predict(means, batch_size=1000, verbose=0)
     seconds = time.perf_counter() - started
     return {"images": len(x), "seconds": round(seconds, 3), "images_per_s": round(len(x) / seconds)}
 
 
 def part_iwae(args) -> dict:
-    from vaelab import metrics
+    from vaelab import bounds
 
     TrainConfig, load_dataset = load()
     config = TrainConfig(epochs=1, train_size=2048)
@@ -160,7 +160,7 @@ def part_iwae(args) -> dict:
     results = {"images": len(x)}
     for k in (10, 100, 1000, 5000):
         started = time.perf_counter()
-        metrics.iwae_nll(vae, x, k)
+        bounds.iwae_nll(vae, x, k)
         seconds = time.perf_counter() - started
         results[f"k_{k}_s"] = round(seconds, 2)
         if len(x) < 10000:

@@ -10,6 +10,7 @@ import pytest
 
 import vaelab  # noqa: F401  (backend and compilation cache, before Keras starts JAX)
 import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
 # Grouped training steps (steps_per_execution > 1): Keras' torch trainer refuses them.
 several_steps = pytest.mark.skipif(keras.backend.backend() == "torch",
@@ -58,3 +59,23 @@ def mnist():
     from vaelab.data import load_mnist
 
     return load_mnist()
+
+
+def jacobians(fn, *args):
+    """∂fn(*args)/∂args[i] for every i by the backend's own autodiff (what training uses).
+
+    Returns float64 NumPy arrays of shape ``out.shape + args[i].shape``. JAX and torch only:
+    Keras 3 has no backend-neutral gradient API, so another backend skips the test.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        jac = jax.jacrev(fn, argnums=tuple(range(len(args))))(*(jax.numpy.asarray(a) for a in args))
+    elif backend == "torch":
+        import torch
+
+        jac = torch.autograd.functional.jacobian(fn, tuple(torch.as_tensor(a) for a in args))
+    else:
+        pytest.skip(f"no autodiff helper for the {backend} backend (JAX and torch only)")
+    return [np.asarray(ops.convert_to_numpy(j), dtype=np.float64) for j in jac]

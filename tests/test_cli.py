@@ -94,10 +94,10 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 
 def test_train_rejects_unwritable_out(tmp_path, data_dir, capsys, monkeypatch):
-    from vaelab import training
+    from vaelab import runs
 
     # Root can write anywhere, so permissions are simulated through os.access.
-    monkeypatch.setattr(training.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: False)
     out = tmp_path / "new" / "run"
     assert run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out)]) == 2
     assert "cannot be created" in capsys.readouterr().err and not out.exists()

@@ -21,7 +21,12 @@ def test_format_scale():
 def test_config_defaults_are_the_labs_and_round_trip():
     config = TrainConfig()
     assert (config.epochs, config.batch_size, config.hidden_dim, config.latent_dim) == (2, 32, 512, 32)
-    assert config.kl_scale == pytest.approx(1 / 784) and config.kl_schedule() is None
+    # kl_scale=None is the likelihood's natural scale, fixed once the data's size is known.
+    assert config.kl_scale is None and config.kl_schedule() is None
+    assert config.for_data(784).kl_scale == pytest.approx(1 / 784)
+    assert config.for_data(400).kl_scale == pytest.approx(1 / 400)
+    assert TrainConfig(likelihood="bernoulli").for_data(784).kl_scale == 1.0
+    assert TrainConfig(kl_scale="1/2").for_data(784).kl_scale == 0.5
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert TrainConfig(anneal="4:8").kl_schedule()(8) == 0.5
 

@@ -7,6 +7,7 @@ import pytest
 from conftest import make_idx_dir, write_idx
 
 from vaelab import cli, data
+from vaelab.data import idx, sources
 from vaelab.data import DataError, Source
 
 
@@ -85,7 +86,7 @@ def test_missing_file_and_folder(tmp_path):
 def test_unreadable_folder(tmp_path, monkeypatch):
     make_idx_dir(tmp_path / "d")
     # Root may read any folder, so permissions are simulated through os.access.
-    monkeypatch.setattr(data.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(idx.os, "access", lambda path, mode: False)
     with pytest.raises(DataError, match="is not readable"):
         data.load_idx_dir(tmp_path / "d")
 
@@ -108,13 +109,13 @@ def fake_mnist_files(folder):
     """Four files plus the checksums that would make them 'MNIST'."""
     make_idx_dir(folder, n_train=4, n_test=2, side=3)
     return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
-            for name in data.MNIST_SHA256}
+            for name in sources.MNIST_SHA256}
 
 
 def copying_source(name, origin, calls):
     def fetch(staging):
         calls.append(name)
-        for f in data.MNIST_SHA256:
+        for f in sources.MNIST_SHA256:
             (staging / f).write_bytes((origin / f).read_bytes())
     return Source(name, fetch)
 
@@ -129,7 +130,7 @@ def failing_source(name, calls):
 @pytest.fixture
 def fake_mnist(tmp_path, monkeypatch):
     origin = tmp_path / "origin"
-    monkeypatch.setattr(data, "MNIST_SHA256", fake_mnist_files(origin))
+    monkeypatch.setattr(sources, "MNIST_SHA256", fake_mnist_files(origin))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("VAELAB_DATA_DIR", raising=False)
     return origin
@@ -199,7 +200,7 @@ def test_interrupted_cache_write_leaves_nothing(fake_mnist, monkeypatch):
             raise OSError("disk full")
         return real_copy(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(data.shutil, "copyfile", dying_copy)
+    monkeypatch.setattr(sources.shutil, "copyfile", dying_copy)
     with pytest.raises(OSError, match="disk full"):
         data.fetch_mnist(sources=[copying_source("net", fake_mnist, calls)])
     cache = data.cache_dir()
@@ -208,7 +209,7 @@ def test_interrupted_cache_write_leaves_nothing(fake_mnist, monkeypatch):
     status = data.checksum_status(cache)
     assert all(s in ("ok", "missing") for s in status.values())
     assert list(status.values()).count("ok") == 2
-    monkeypatch.setattr(data.shutil, "copyfile", real_copy)
+    monkeypatch.setattr(sources.shutil, "copyfile", real_copy)
     assert data.fetch_mnist(sources=[copying_source("net", fake_mnist, calls)]) == "net"
 
 

@@ -12,7 +12,7 @@ def test_the_plan_follows_the_lab():
     plan = experiments()
     assert [e.name for e in plan] == RUNS
     full = {e.name: e.config for e in plan}
-    assert full["02-vae"].epochs == 2 and full["02-vae"].kl_scale == pytest.approx(1 / 784)
+    assert full["02-vae"].epochs == 2 and full["02-vae"].for_data(784).kl_scale == pytest.approx(1 / 784)
     assert full["03-vae-unscaled"].kl_scale == 1.0
     assert full["04-anneal"].anneal == "4:8" and full["04-anneal"].epochs == 20
     assert full["05-anneal-unscaled"].kl_scale == 1.0 and full["05-anneal-unscaled"].anneal == "4:8"

@@ -1,6 +1,7 @@
+import keras
 import numpy as np
 import pytest
-import keras
+from conftest import jacobians  # the backend's autodiff (JAX or torch)
 from keras import ops
 
 from vaelab.divergences import kl_standard_normal
@@ -135,3 +136,54 @@ def test_sampling_config_round_trip():
     layer = Sampling(kl_scale=0.5, seed=11, name="s")
     clone = Sampling.from_config(layer.get_config())
     assert (clone.kl_scale, clone.seed, clone.name) == (0.5, 11, "s")
+
+
+def test_sampling_gradients_are_the_reparametrization():
+    """z = μ + exp(log σ² / 2)·ε: ∂z/∂μ = 1 and ∂z/∂log σ² = ½ ε exp(log σ² / 2), elementwise
+    (no cross terms), with ε = (z − μ)/exp(log σ² / 2) from the same call; and the KL the
+    layer adds has the closed-form gradients of ``kl_weight · kl_scale · mean_b KL_b``.
+
+    ``stateless_call`` runs the layer on a fixed copy of its variables, the noise seed
+    included, so every evaluation draws the same ε and nothing leaks out of the traced
+    function (the added loss is returned instead of stored).
+    """
+    rng = np.random.default_rng(6)
+    mean = rng.normal(0, 1.5, (3, 4)).astype(np.float32)
+    log_var = rng.normal(0, 1.0, (3, 4)).astype(np.float32)
+    layer = Sampling(kl_scale=0.5, seed=9)
+    layer([mean, log_var])                                  # build; advances the seed once
+    layer.kl_weight.assign(0.3)
+    # Copies: torch's variables are updated in place by the layer's next call.
+    trainable = [ops.copy(v.value) for v in layer.trainable_variables]
+    non_trainable = [ops.copy(v.value) for v in layer.non_trainable_variables]
+
+    def stateless(m, v):  # (z, [added loss]); stateless_call skips __call__'s input conversion
+        inputs = [ops.convert_to_tensor(m), ops.convert_to_tensor(v)]
+        z, _, losses = layer.stateless_call(trainable, non_trainable, inputs, return_losses=True)
+        assert len(losses) == 1
+        return z, losses[0]
+
+    def sample(m, v):
+        return stateless(m, v)[0]
+
+    def added_loss(m, v):
+        return stateless(m, v)[1]
+
+    z = to_np(sample(mean, log_var)).astype(np.float64)
+    # The stateless path is the layer's own computation: its next real call draws the same ε.
+    np.testing.assert_array_equal(to_np(layer([mean, log_var])), z)
+    std = np.exp(0.5 * log_var.astype(np.float64))
+    eps = (z - mean) / std
+    assert 0.3 < np.abs(eps).mean() < 1.5                   # a real draw, not zeros
+
+    d_mean, d_log_var = jacobians(sample, mean, log_var)   # (3, 4, 3, 4) each
+    identity = np.eye(12).reshape(3, 4, 3, 4)
+    np.testing.assert_allclose(d_mean, identity, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(d_log_var, identity * (0.5 * eps * std)[:, :, None, None],
+                               rtol=1e-5, atol=1e-6)
+
+    g_mean, g_log_var = jacobians(added_loss, mean, log_var)   # (3, 4) each: the loss is scalar
+    factor = 0.3 * 0.5 / len(mean)                             # kl_weight · kl_scale / batch
+    np.testing.assert_allclose(g_mean, factor * mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g_log_var, factor * 0.5 * (np.exp(log_var.astype(np.float64)) - 1),
+                               rtol=1e-5, atol=1e-7)

@@ -14,27 +14,31 @@ def data(n=256, d=784, seed=0):
 
 def test_vae_architecture_matches_the_lab():
     vae = build_vae()
-    sizes = {layer.name: layer.units for layer in vae.model.layers if hasattr(layer, "units")}
+    layers = vae.encoder.layers + vae.decoder.layers
+    sizes = {layer.name: layer.units for layer in layers if hasattr(layer, "units")}
     assert sizes == {"encoder_hidden": 512, "z_mean": 32, "z_log_var": 32,
                      "decoder_hidden": 512, "decoder_output": 784}
-    assert vae.model.get_layer("decoder_output").activation is keras.activations.linear
-    assert vae.model.get_layer("encoder_hidden").activation is keras.activations.relu
+    assert vae.decoder.get_layer("decoder_output").activation is keras.activations.linear
+    assert vae.encoder.get_layer("encoder_hidden").activation is keras.activations.relu
     # 784*512+512 + 2*(512*32+32) + 32*512+512 + 512*784+784
     assert vae.model.count_params() == 401920 + 2 * 16416 + 16896 + 402192 + 1  # +1: kl_weight
-    mean, log_var, z = vae.encoder(data(5))
+    mean, log_var = vae.encoder(data(5))
+    z = vae.sampling([mean, log_var])
     assert tuple(mean.shape) == tuple(log_var.shape) == tuple(z.shape) == (5, 32)
     assert tuple(vae.decoder(np.zeros((3, 32), np.float32)).shape) == (3, 784)
 
 
 def test_encoder_and_decoder_share_the_models_weights():
     vae = build_vae(hidden_dim=16, latent_dim=4, input_dim=10, seed=0)
-    assert vae.decoder.get_layer("decoder_output") is vae.model.get_layer("decoder_output")
+    assert vae.decoder is vae.model.layers[-1] and vae.encoder is vae.model.layers[1]
     # Make the posterior (almost) a point mass: log σ² = −40, so z = mean up to ~2e-9.
-    log_var_layer = vae.model.get_layer("z_log_var")
+    log_var_layer = vae.encoder.get_layer("z_log_var")
     log_var_layer.kernel.assign(np.zeros(log_var_layer.kernel.shape, np.float32))
     log_var_layer.bias.assign(np.full(log_var_layer.bias.shape, -40.0, np.float32))
     x = data(6, 10)
-    mean, log_var, z = (ops.convert_to_numpy(t) for t in vae.encoder(x))
+    mean, log_var = vae.encoder(x)
+    z = vae.sampling([mean, log_var])
+    mean, log_var, z = (ops.convert_to_numpy(t) for t in (mean, log_var, z))
     np.testing.assert_allclose(log_var, -40.0)
     np.testing.assert_allclose(z, mean, atol=1e-6)
     np.testing.assert_allclose(ops.convert_to_numpy(vae.model(x)),

@@ -1,5 +1,6 @@
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +45,9 @@ def test_run_folder_has_every_file(tiny_run):
     assert saved["epochs"] == 2 and saved["anneal"] == "1:1"
     assert saved["kl_scale"] == pytest.approx(1 / 784)
     assert saved["environment"]["backend"] == "jax" and "keras" in saved["environment"]
-    assert TrainConfig.from_dict(saved) == config
+    assert TrainConfig.from_dict(saved) == config.for_data(784)
+    assert saved["data"]["content"] and saved["data"]["path"] == str(Path(config.data_dir).absolute())
+    assert saved["fit"] == {"steps_per_execution": 1, "validation_batch_size": 992}
 
 
 def test_history_and_metrics_content(tiny_run):
@@ -77,7 +80,7 @@ def test_metrics_match_the_saved_model(tiny_run):
     vae = VAE.from_model(keras.models.load_model(run_dir / "model.keras", safe_mode=True))
     _, (x_test, _) = load_idx_dir(config.data_dir)
     x = to_vectors(x_test)
-    means, log_vars, _ = vae.encoder.predict(x, verbose=0)
+    means, log_vars = vae.encoder.predict(x, verbose=0)
     recon = np.clip(vae.decoder.predict(means, verbose=0), 0, 1)
     assert metrics["test_mse"] == pytest.approx(float(np.mean((recon - x) ** 2)), rel=1e-5)
     assert metrics["active_units"] == m.active_units(means)

@@ -1,12 +1,14 @@
 """vaelab: learn, train and diagnose variational autoencoders (Keras 3).
 
-Importing vaelab selects the JAX backend unless ``KERAS_BACKEND`` is already
-set, so it must happen before Keras is first imported. Submodules are loaded
-on first use, which keeps ``vaelab data`` and argument errors fast.
+Importing vaelab selects the JAX backend unless ``KERAS_BACKEND`` is already set
+(so it must happen before Keras is first imported), turns on JAX's persistent
+compilation cache, and registers every Keras class vaelab defines: after
+``import vaelab``, ``keras.models.load_model`` reads any vaelab model file.
 """
 
-import importlib
 import os
+
+from vaelab.paths import user_cache_dir as user_cache_dir
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -14,12 +16,6 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # compiled once are loaded from disk by later runs (the lab's later runs, the next
 # `vaelab train`), which saves about 5 s of XLA compilation per run on a 2-core CPU.
 # JAX_COMPILATION_CACHE_DIR picks another folder; an empty value turns the cache off.
-def user_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/vaelab`` (default ``~/.cache/vaelab``): MNIST and compiled programs."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "vaelab")
-
-
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(user_cache_dir(), "jax")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -32,31 +28,34 @@ if os.environ["KERAS_BACKEND"] == "torch" and os.environ.get("VAELAB_TORCH_THREA
 
     torch.set_num_threads(int(os.environ["VAELAB_TORCH_THREADS"]))
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_EXPORTS = {
-    "DataError": "data",
-    "load_mnist": "data",
-    "load_idx_dir": "data",
-    "to_vectors": "data",
-    "kl_normal": "divergences",
-    "kl_standard_normal": "divergences",
-    "kl_diagonal_normals": "divergences",
-    "OurDense": "layers",
-    "Sampling": "layers",
-    "VAE": "models",
-    "build_vae": "models",
-    "compile_vae": "models",
-    "build_classifier": "models",
-    "KLAnnealing": "callbacks",
-    "KLSchedule": "callbacks",
-}
+# The public API. Importing these registers vaelab's Keras classes (layers, VAEModel,
+# the Bernoulli loss) with Keras' serialization.
+from vaelab.callbacks import KLAnnealing as KLAnnealing  # noqa: E402
+from vaelab.callbacks import KLSchedule as KLSchedule  # noqa: E402
+from vaelab.data import DataError as DataError  # noqa: E402
+from vaelab.data import Dataset as Dataset  # noqa: E402
+from vaelab.data import load_idx_dir as load_idx_dir  # noqa: E402
+from vaelab.data import load_mnist as load_mnist  # noqa: E402
+from vaelab.data import to_vectors as to_vectors  # noqa: E402
+from vaelab.divergences import kl_diagonal_normals as kl_diagonal_normals  # noqa: E402
+from vaelab.divergences import kl_normal as kl_normal  # noqa: E402
+from vaelab.divergences import kl_standard_normal as kl_standard_normal  # noqa: E402
+from vaelab.layers import OurDense as OurDense  # noqa: E402
+from vaelab.layers import Sampling as Sampling  # noqa: E402
+from vaelab.likelihoods import Bernoulli as Bernoulli  # noqa: E402
+from vaelab.likelihoods import Gaussian as Gaussian  # noqa: E402
+from vaelab.models import VAE as VAE  # noqa: E402
+from vaelab.models import VAEModel as VAEModel  # noqa: E402
+from vaelab.models import assemble as assemble  # noqa: E402
+from vaelab.models import build_classifier as build_classifier  # noqa: E402
+from vaelab.models import build_vae as build_vae  # noqa: E402
+from vaelab.models import compile_vae as compile_vae  # noqa: E402
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"vaelab.{module}"), name)
+__all__ = [
+    "Bernoulli", "DataError", "Dataset", "Gaussian", "KLAnnealing", "KLSchedule", "OurDense",
+    "Sampling", "VAE", "VAEModel", "__version__", "assemble", "build_classifier", "build_vae",
+    "compile_vae", "kl_diagonal_normals", "kl_normal", "kl_standard_normal", "load_idx_dir",
+    "load_mnist", "to_vectors", "user_cache_dir",
+]

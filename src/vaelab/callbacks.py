@@ -5,20 +5,15 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from vaelab import metrics, runs, schedules
-from vaelab.layers import Sampling, _check_positive_int
-
-
-def sampling_layers(model: keras.Model) -> list[Sampling]:
-    """Every ``Sampling`` layer in ``model`` (nested models included)."""
-    return [layer for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, Sampling)]
+from vaelab import metrics, schedules
+from vaelab.devices import predict
+from vaelab.layers import _check_positive_int
+from vaelab.models import VAE, sampling_layers
 
 
 class KLSchedule(keras.callbacks.Callback):
@@ -115,16 +110,11 @@ class CollapseMonitor(keras.callbacks.Callback):
         self.warned = False
 
     def on_train_begin(self, logs=None):
-        model = self.model
-        self._encoder = keras.Model(
-            model.inputs[0], [model.get_layer("z_mean").output, model.get_layer("z_log_var").output])
         self.warned = False
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model  # noqa: B018 -- syncs the trained state back into the variables (JAX)
-        from vaelab.devices import predict
-
-        means, log_vars = predict(self._encoder, self.x_heldout)
+        encoder = VAE.from_model(self.model).encoder  # self.model syncs the trained state (JAX)
+        means, log_vars = predict(encoder, self.x_heldout)
         n_active = metrics.active_units(means, self.threshold)
         if logs is not None:
             logs["active_units"] = n_active
@@ -165,6 +155,10 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self.where = None
         self._epoch = 0
 
+    def on_train_begin(self, logs=None):
+        self.where = None
+        self._epoch = 0
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
 
@@ -182,58 +176,6 @@ class StopOnNonFinite(keras.callbacks.Callback):
             return last + 1
         losses = np.concatenate([ops.convert_to_numpy(l).reshape(-1) for l in losses])
         return last - steps + 1 + int(np.argmax(~np.isfinite(losses))) + 1
-
-
-class Checkpoint(keras.callbacks.Callback):
-    """Saves everything a resumed run needs at each epoch end, atomically.
-
-    In ``folder``: ``epoch-<k>.keras`` (weights and optimizer state) and
-    ``state.json`` naming it, with the epochs done, the history rows so far and
-    the sampling layers' seed-generator states (which ``model.save`` does not
-    restore). The model file is written before ``state.json`` and older model
-    files are removed after, so ``state.json`` always names a whole file.
-    An epoch whose mean loss is not finite is not saved.
-
-    Args:
-        folder: the checkpoint folder.
-        history: the rows of the epochs already done (a resumed run's past).
-    """
-
-    def __init__(self, folder, history: dict | None = None):
-        super().__init__()
-        self.folder = Path(folder)
-        self.history = {k: list(v) for k, v in (history or {}).items()}
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        if not all(math.isfinite(float(v)) for v in logs.values()):
-            return
-        done = epoch + 1
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        model_file = f"epoch-{done}.keras"
-        with runs.atomic_path(self.folder / model_file) as tmp:
-            self.model.save(tmp)
-        seeds = [ops.convert_to_numpy(layer.seed_generator.state.value).tolist()
-                 for layer in sampling_layers(self.model)]
-        runs.write_json(self.folder / "state.json", {
-            "epochs_done": done, "model": model_file, "seed_states": seeds,
-            "history": self.history})
-        for old in self.folder.glob("epoch-*.keras"):
-            if old.name != model_file:
-                old.unlink()
-
-
-def restore_seed_states(model: keras.Model, states: list) -> None:
-    """Put saved seed-generator states back into the model's sampling layers."""
-    layers = sampling_layers(model)
-    if len(layers) != len(states):
-        raise ValueError(f"checkpoint has {len(states)} seed states, model has {len(layers)} "
-                         f"sampling layers")
-    for layer, state in zip(layers, states):
-        variable = layer.seed_generator.state
-        variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
 class Binarize(keras.callbacks.Callback):

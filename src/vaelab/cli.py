@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+import vaelab
 from vaelab import data
 from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 
@@ -85,7 +86,7 @@ def _tutorial_build(args) -> None:
 def _explore(args) -> None:
     from vaelab import explorer
 
-    print(explorer.write_explorer(args.run_dir, out=args.out))
+    print(explorer.write_explorer(args.run_dir, out=args.out, data_dir=args.data_dir))
 
 
 def _lab(args) -> None:
@@ -111,7 +112,12 @@ def _float(text: str) -> float:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage block); exit status 2."""
+    """argparse with a one-line error (no usage block), exit status 2, and no abbreviated
+    options (``--hidden`` is not taken for ``--hidden-dim``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -120,6 +126,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vaelab", description="Learn, train and diagnose variational autoencoders.")
+    parser.add_argument("--version", action="version", version=f"vaelab {vaelab.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data_parser = commands.add_parser("data", help="fetch or inspect the MNIST files")
@@ -184,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "latent sliders, drawing a digit to encode it, interpolation.")
     explore.add_argument("run_dir", metavar="RUN_DIR")
     explore.add_argument("--out", help="the page to write (default RUN_DIR/explorer.html)")
+    explore.add_argument("--data-dir", help="a folder of the run's data (default: the data the "
+                                            "run recorded; needed for runs trained on arrays)")
     explore.set_defaults(func=_explore)
 
     tutorial = commands.add_parser("tutorial", help="the lab as a Python tutorial")
@@ -194,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes DIR/solution/lab11.py (exercise markers removed) and "
                     "DIR/student/lab11.py (each exercise replaced by its TODO hint).")
     tutorial_build.add_argument("--out", default="build/tutorial", help="default build/tutorial")
-    tutorial_build.add_argument("--source", help="a marked tutorial (default docs/lab11/lab11.py)")
+    tutorial_build.add_argument("--source", help="a marked tutorial (default: the lab, shipped with vaelab)")
     tutorial_build.set_defaults(func=_tutorial_build)
 
     lab = commands.add_parser(
@@ -217,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, data.DataError) as exc:
+    except (UsageError, data.DataError, data.DataMismatch) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLoss as exc:

@@ -10,16 +10,11 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from vaelab import schedules
+from vaelab import likelihoods, schedules
 
 
 class UsageError(ValueError):
     """A value given on the command line or to the API is not usable."""
-
-
-# The default KL scale of each decoder likelihood: the lab's per-pixel MSE is a mean over
-# 784 pixels, so its KL is divided by 784; the Bernoulli loss is a sum over pixels.
-LIKELIHOODS = {"gaussian": 1 / 784, "bernoulli": 1.0}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -62,7 +57,8 @@ class TrainConfig:
     batch_size: int = 32            # Keras' default, used by the lab
     hidden_dim: int = 512           # width of the encoder and decoder hidden layers
     latent_dim: int = 32            # dimensions of z
-    kl_scale: float | None = None   # multiplies the KL; None: 1/784 (gaussian), 1 (bernoulli)
+    kl_scale: float | None = None   # multiplies the KL; None: the likelihood's natural scale,
+                                    # 1/pixels (gaussian: 1/784 for MNIST), 1 (bernoulli)
     likelihood: str = "gaussian"    # "gaussian": the lab's MSE; "bernoulli": logits + summed BCE
     anneal: str | None = None       # "START:DURATION", the lab's linear KL annealing
     schedule: str | None = None     # "cyclical:C:R", "sigmoid:C:S", "linear:S:D", "constant:W"
@@ -72,20 +68,27 @@ class TrainConfig:
     train_size: int | None = None   # use the first N training images (None = all)
     test_size: int | None = None    # use the first N test images (None = all)
     distribute: bool = False        # data-parallel over all local devices (JAX backend only)
+    # Fixed by the lab, recorded because they change the numbers:
+    heldout_size: int = 1000        # test images the collapse monitor watches each epoch
+    lab_image: int = 1              # the lab's x_train[2, ] in R (1-based) is index 1 here
+    test_binarization_seed: int = 0  # bernoulli: the test set is binarized once, with this seed
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "hidden_dim", "latent_dim"):
+        for name in ("epochs", "batch_size", "hidden_dim", "latent_dim", "heldout_size"):
             _positive_int(name.replace("_", "-"), getattr(self, name))
+        for name in ("lab_image", "test_binarization_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{name} must be a non-negative integer, received {value!r}")
         for name in ("train_size", "test_size"):
             _positive_int(name.replace("_", "-"), getattr(self, name), allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"seed must be a non-negative integer, received {self.seed!r}")
-        if self.likelihood not in LIKELIHOODS:
-            raise UsageError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, "
+        if self.likelihood not in likelihoods.LIKELIHOODS:
+            raise UsageError(f"likelihood must be one of {', '.join(likelihoods.LIKELIHOODS)}, "
                              f"received {self.likelihood!r}")
-        if self.kl_scale is None:
-            object.__setattr__(self, "kl_scale", LIKELIHOODS[self.likelihood])
-        object.__setattr__(self, "kl_scale", parse_kl_scale(self.kl_scale))
+        if self.kl_scale is not None:
+            object.__setattr__(self, "kl_scale", parse_kl_scale(self.kl_scale))
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise UsageError(f"learning-rate must be a positive number, received {self.learning_rate!r}")
@@ -96,13 +99,20 @@ class TrainConfig:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    def decoder_variance(self, pixels: int) -> float:
-        """The Gaussian decoder variance σ² the training objective implies.
+    def for_data(self, pixels: int) -> "TrainConfig":
+        """This config with ``kl_scale`` set: the likelihood's natural scale when it is ``None``."""
+        if self.kl_scale is not None:
+            return self
+        return dataclasses.replace(self, kl_scale=self.model_likelihood.natural_kl_scale(pixels))
 
-        ``MSE + s·KL`` is ``(2σ²/D)``-times ``Σ(x − x̂)²/(2σ²) + KL`` when
-        ``σ² = D·s/2``: with the lab's ``s = 1/784`` and ``D = 784``, σ² = ½.
-        """
-        return pixels * self.kl_scale / 2
+    @property
+    def model_likelihood(self):
+        """The :mod:`vaelab.likelihoods` object named by ``likelihood``."""
+        return likelihoods.get(self.likelihood)
+
+    def decoder_variance(self, pixels: int) -> float | None:
+        """The Gaussian decoder variance σ² the training objective implies (``None``: Bernoulli)."""
+        return self.model_likelihood.variance(pixels, self.for_data(pixels).kl_scale)
 
     def kl_schedule(self) -> schedules.Schedule | None:
         """The KL-weight schedule, or ``None`` for a constant weight of 1."""

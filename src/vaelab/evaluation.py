@@ -1,77 +1,87 @@
-"""``vaelab evaluate``: likelihood bounds and latent diagnostics of a finished run.
+"""Evaluating a trained VAE on its test set.
 
-Writes ``evaluation.json`` into the run folder: the ELBO and the IWAE estimate of
-−log p(x) (with k and standard errors, nats per test image), the KL, the KL per
-latent dimension, active units and the mutual information I(x; z).
+``test_metrics`` gives the numbers every run records in ``metrics.json`` (test MSE,
+KL, active units, output std, the collapse verdict). ``evaluate`` is ``vaelab
+evaluate``: it writes ``evaluation.json`` into a finished run folder, with the ELBO
+and the IWAE estimate of −log p(x) (with k and standard errors, nats per test image),
+the KL, the KL per latent dimension, active units and the mutual information I(x; z).
 
 For a Gaussian decoder the likelihood uses the variance the training objective
 implies, σ² = D·kl_scale/2 (σ² = ½ for the lab's 784 pixels and KL/784; see
-``TrainConfig.decoder_variance``); its values are densities of continuous pixels
-and are not comparable with Bernoulli likelihoods of binarized images.
+``vaelab.likelihoods.Gaussian.variance``); its values are densities of continuous
+pixels and are not comparable with Bernoulli likelihoods of binarized images.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
+import keras
+import numpy as np
 
-from vaelab import metrics, runs
-from vaelab.config import UsageError
-from vaelab.training import load_dataset, read_run_config
+from vaelab import bounds, metrics, runs
+from vaelab.config import TrainConfig, UsageError
 
 
-def load_run_model(run_dir: Path, input_dim: int):
-    """The run's VAE (safe mode), checked against the data's image size."""
-    import keras
+def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
+    """The run's test metrics, and the arrays its figures are drawn from.
 
-    from vaelab.models import VAE
-
-    model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
-    if model.input_shape[-1] != input_dim:
-        raise UsageError(f"the model in {run_dir} expects {model.input_shape[-1]} pixels per "
-                         f"image, the data has {input_dim}")
-    return VAE.from_model(model)
+    Returns ``(values, arrays)``: ``values`` for ``metrics.json``; ``arrays`` holds the
+    test set's encoder ``means`` and ``log_vars`` ``(n, latent)``, the reconstructions
+    from the means as pixels ``recons`` ``(n, D)`` and ``lab_recon``, training image
+    ``lab_image`` reconstructed.
+    """
+    means, log_vars = vae.encode(dataset.x_test)
+    recons = vae.to_pixels(vae.decode(means))
+    n_active = metrics.active_units(means)
+    std = metrics.output_std(recons)
+    values = {
+        "test_mse": float(np.mean(np.square(recons - dataset.x_test))),
+        "test_kl": float(metrics.kl_per_dimension(means, log_vars).sum()),
+        "active_units": n_active,
+        "output_std": std,
+        "collapsed": metrics.is_collapsed(n_active, std),
+    }
+    lab_mean, _ = vae.encode(dataset.x_train[lab_image:lab_image + 1])
+    arrays = {"means": means, "log_vars": log_vars, "recons": recons,
+              "lab_recon": vae.to_pixels(vae.decode(lab_mean))[0]}
+    return values, arrays
 
 
 def evaluate(run_dir, k: int = 5000, data_dir: str | None = None, verbose: bool = True,
              test_size: int | None = None, seed: int = 0) -> dict:
     """Evaluate a complete run on its test set and write ``evaluation.json``."""
-    import keras
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run folder {run_dir} does not exist")
-    config = read_run_config(run_dir)
-    if not runs.is_complete(run_dir):
-        raise UsageError(f"{run_dir} is an incomplete run (no finished metrics.json); "
-                         f"finish it with: vaelab train --resume {run_dir}")
+    config: TrainConfig = runs.read_run_config(run_dir)
+    runs.require_complete(run_dir)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UsageError(f"--k must be a positive integer, received {k!r}")
-    changes = {"train_size": 2}  # only the test images are needed
-    if data_dir is not None:
-        changes["data_dir"] = data_dir
-    if test_size is not None:
-        changes["test_size"] = test_size
-    config = dataclasses.replace(config, batch_size=1, **changes)
-    dataset = load_dataset(config)
-    vae = load_run_model(run_dir, dataset.input_dim)
+    full = runs.load_run_data(run_dir, config, data_dir, check=False)
+    vae = runs.load_vae(run_dir, full.input_dim)  # a wrong image size is the clearer message
+    runs.check_run_data(run_dir, full)
+    dataset = full.select(None, test_size or config.test_size, config.model_likelihood,
+                          config.test_binarization_seed)
     x = dataset.x_test
+    likelihood = vae.likelihood
     variance = config.decoder_variance(dataset.input_dim)
     started = time.perf_counter()
-    means, log_vars, _ = vae.encoder.predict(x, batch_size=1000, verbose=0)
+    means, log_vars = vae.encode(x)
     kl_dims = metrics.kl_per_dimension(means, log_vars)
-    elbo, elbo_se = metrics.elbo(vae, x, config.likelihood, variance, seed=seed)
+    elbo, elbo_se = bounds.elbo(vae, x, likelihood, variance, seed=seed)
     bar = keras.utils.Progbar(len(x), unit_name="image") if verbose else None
     if verbose:
         print(f"IWAE with k={k} on {len(x)} test images")
-    nll, nll_se, used = metrics.iwae_nll(vae, x, k, config.likelihood, variance, seed=seed,
-                                         progress=bar.update if bar else None)
+    nll, nll_se, used = bounds.iwae_nll(vae, x, k, likelihood, variance, seed=seed,
+                                        progress=bar.update if bar else None)
     values = {
-        "likelihood": config.likelihood,
-        "decoder_variance": variance if config.likelihood == "gaussian" else None,
+        "likelihood": likelihood.name,
+        "decoder_variance": variance,
         "test_images": int(len(x)),
+        "seed": seed,
+        "data": full.identity,
         "elbo": elbo, "elbo_se": elbo_se,
         "iwae_nll": nll, "iwae_nll_se": nll_se, "k": used,
         "kl": float(kl_dims.sum()),

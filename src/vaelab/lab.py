@@ -16,12 +16,15 @@ import dataclasses
 import time
 from pathlib import Path
 
-from vaelab import data as data_module
-from vaelab import runs
-from vaelab.config import TrainConfig, UsageError
-from vaelab.training import check_run_dir, environment, progress_mode, train
+import keras
 
-CLASSIFIER = "01-classifier"
+from vaelab import report, runs
+from vaelab.config import TrainConfig, UsageError
+from vaelab.data import Dataset
+from vaelab.models import build_classifier
+from vaelab.report import CLASSIFIER
+from vaelab.training import progress_mode, train
+
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
 
@@ -48,17 +51,12 @@ def experiments(quick: bool = False, data_dir: str | None = None) -> list[Experi
     ]
 
 
-def train_classifier(arrays, run_dir: Path, epochs: int, seed: int = 0,
+def train_classifier(data: Dataset, run_dir: Path, epochs: int, seed: int = 0,
                      train_size: int | None = None, test_size: int | None = None,
                      verbose: bool = True) -> dict:
     """The lab's first model: OurDense(32, relu) → OurDense(10, softmax) on the images."""
-    import keras
-
-    from vaelab.models import build_classifier
-
-    (x_train, y_train), (x_test, y_test) = arrays
-    x_train, y_train = data_module.to_vectors(x_train)[:train_size], y_train[:train_size]
-    x_test, y_test = data_module.to_vectors(x_test)[:test_size], y_test[:test_size]
+    x_train, y_train = data.x_train[:train_size], data.y_train[:train_size]
+    x_test, y_test = data.x_test[:test_size], data.y_test[:test_size]
     classes = int(max(y_train.max(), y_test.max())) + 1
     if classes > 10:
         raise UsageError(f"the classifier has 10 outputs, the labels go up to {classes - 1}")
@@ -66,7 +64,8 @@ def train_classifier(arrays, run_dir: Path, epochs: int, seed: int = 0,
     (run_dir / "metrics.json").unlink(missing_ok=True)
     runs.write_json(run_dir / "config.json", {
         "model": "classifier", "epochs": epochs, "batch_size": 32, "seed": seed,
-        "train_size": train_size, "test_size": test_size, "environment": environment()})
+        "train_size": train_size, "test_size": test_size, "data": data.identity,
+        "environment": runs.environment()})
     model = build_classifier(x_train.shape[1], seed=seed)
     started = time.perf_counter()
     history = model.fit(x_train, keras.utils.to_categorical(y_train, 10), epochs=epochs,
@@ -85,20 +84,18 @@ def train_classifier(arrays, run_dir: Path, epochs: int, seed: int = 0,
 def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
             overwrite: bool = False, verbose: bool = True) -> Path:
     """Run the whole lab into ``out`` and write ``report.md`` and ``report.html``."""
-    from vaelab import report
-
     out = Path(out)
-    check_run_dir(out, overwrite)
+    runs.check_run_dir(out, overwrite)
     plan = experiments(quick, data_dir)
-    arrays = data_module.load_mnist(data_dir)
+    data = Dataset.load(data_dir)
     started = time.perf_counter()
     sizes = QUICK_SIZES if quick else {}
-    train_classifier(arrays, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose, **sizes)
+    train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose, **sizes)
     for experiment in plan:
         if verbose:
             print(f"\n== {experiment.name}: {experiment.title}")
         train(experiment.config, out / experiment.name, overwrite=True, verbose=verbose,
-              arrays=arrays)
+              arrays=data)
     runs.write_json(out / "lab.json", {
         "quick": quick, "total_seconds": round(time.perf_counter() - started, 1),
         "experiments": {e.name: e.title for e in plan}})

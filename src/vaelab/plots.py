@@ -1,5 +1,7 @@
 """Figures from arrays (no training here). Every figure is written atomically as PNG.
 
+Figures are drawn on ``matplotlib.figure.Figure`` objects, never through pyplot, so
+importing vaelab changes no Matplotlib backend (a notebook's figures keep working).
 Images are ``(n, pixels)`` rows in [0, 1] with ``pixels = side²``.
 """
 
@@ -7,22 +9,28 @@ from __future__ import annotations
 
 import math
 import textwrap
+from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vaelab.runs import atomic_path  # noqa: E402
+from vaelab.config import TrainConfig, format_scale
+from vaelab.metrics import principal_axes
+from vaelab.runs import atomic_path
 
 DPI = 100
+GRID = 8             # test images in reconstructions.png
+SAMPLES = 32         # prior samples in samples.png
 
 
-def _save(fig, path) -> None:
+def _save(fig: Figure, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
+
+
+def _subplots(rows: int, columns: int, figsize, **kwargs):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, columns, **kwargs)
 
 
 def _square(image: np.ndarray) -> np.ndarray:
@@ -42,18 +50,14 @@ def _show(ax, image, title=None) -> None:
 
 def pca_2d(points: np.ndarray) -> np.ndarray:
     """Project ``(n, d)`` points on their two leading principal components: ``(n, 2)``."""
-    centered = points - points.mean(axis=0)
-    _, _, vt = np.linalg.svd(centered, full_matrices=False)
-    components = vt[:2]
-    if components.shape[0] < 2:  # d == 1: pad with a zero axis
-        components = np.vstack([components, np.zeros_like(components)])
-    return centered @ components.T
+    center, components = principal_axes(points)
+    return (np.asarray(points, dtype=np.float64) - center) @ components.T
 
 
 def reconstructions(originals, recons, lab_original, lab_recon, path, title="") -> None:
     """Test originals above their reconstructions, plus the lab's check on training image 1."""
     n = len(originals)
-    fig = plt.figure(figsize=(n * 0.9 + 2.4, 2.4))
+    fig = Figure(figsize=(n * 0.9 + 2.4, 2.4))
     grid = fig.add_gridspec(2, n + 2, width_ratios=[1] * n + [0.4, 1])
     for i in range(n):
         _show(fig.add_subplot(grid[0, i]), originals[i], "test" if i == 0 else None)
@@ -68,7 +72,7 @@ def reconstructions(originals, recons, lab_original, lab_recon, path, title="") 
 def image_grid(images, path, columns=8, title="") -> None:
     """A grid of images (e.g. decodings of z ~ N(0, I))."""
     rows = math.ceil(len(images) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4), squeeze=False)
+    fig, axes = _subplots(rows, columns, (columns * 0.9, rows * 0.9 + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image in zip(axes.flat, images):
@@ -80,7 +84,7 @@ def image_grid(images, path, columns=8, title="") -> None:
 
 def side_by_side(images, titles, path, title="") -> None:
     """One row of labelled images (the lab's digit, reconstructed by several runs)."""
-    fig, axes = plt.subplots(1, len(images), figsize=(1.8 * len(images), 2.3), squeeze=False)
+    fig, axes = _subplots(1, len(images), (1.8 * len(images), 2.3), squeeze=False)
     for ax, image, label in zip(axes[0], images, titles):
         _show(ax, image, textwrap.fill(label, 18))
     if title:
@@ -92,7 +96,7 @@ def side_by_side(images, titles, path, title="") -> None:
 def latent_scatter(means, labels, path, title="") -> None:
     """Encoder means projected to 2-D by PCA, coloured by digit."""
     xy = pca_2d(np.asarray(means, dtype=np.float64))
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = _subplots(1, 1, (5, 4.2))
     scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
     fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
     ax.set_xlabel("PC 1")
@@ -105,7 +109,7 @@ def latent_scatter(means, labels, path, title="") -> None:
 def curves(history: dict, path, title="") -> None:
     """Left: loss terms per epoch (log scale). Right: KL weight, and active units on a twin axis."""
     epochs = np.asarray(history["epoch"])
-    fig, (ax, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax, right) = _subplots(1, 2, (9, 3.4))
     for key, style in (("loss", ":"), ("reconstruction_loss", "-"),
                        ("val_reconstruction_loss", "--"), ("kl_loss", "-")):
         if key in history:
@@ -134,7 +138,7 @@ def curves(history: dict, path, title="") -> None:
 
 def annealing_curves(histories, labels, path) -> None:
     """Per epoch, one line per run: reconstruction loss, KL weight, active units."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    fig, axes = _subplots(1, 3, (11, 3.2))
     panels = (("reconstruction_loss", "reconstruction loss (MSE)", True),
               ("kl_weight", "KL weight", False), ("active_units", "active units", False))
     for ax, (key, name, log) in zip(axes, panels):
@@ -148,3 +152,24 @@ def annealing_curves(histories, labels, path) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
+                      config: TrainConfig) -> None:
+    """A run's four figures: reconstructions, prior samples, the latent map, the curves.
+
+    ``arrays`` are :func:`vaelab.evaluation.test_metrics`' arrays; ``history`` is the
+    run's ``history.csv`` as read back (with its ``epoch`` column).
+    """
+    run_dir = Path(run_dir)
+    label = f"KL scale {format_scale(config.kl_scale)}, {config.epochs} epoch(s)"
+    reconstructions(dataset.x_test[:GRID], arrays["recons"][:GRID],
+                    dataset.x_train[config.lab_image], arrays["lab_recon"],
+                    run_dir / "reconstructions.png",
+                    title=f"reconstructions from the encoder mean ({label})")
+    z = np.random.default_rng(config.seed).standard_normal((SAMPLES, vae.latent_dim))
+    image_grid(vae.to_pixels(vae.decode(z)), run_dir / "samples.png",
+               title=f"decoded z ~ N(0, I) ({label})")
+    latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
+                   title=f"test-set encoder means, PCA ({label})")
+    curves(history, run_dir / "curves.png", title=label)

@@ -17,6 +17,7 @@ import numpy as np
 from vaelab import plots, runs
 from vaelab.config import format_scale
 
+CLASSIFIER = "01-classifier"  # the lab folder's classifier run
 DIGIT = "lab_digit.png"
 ANNEALING = "annealing.png"
 
@@ -161,8 +162,6 @@ def _html(text: str, lab_dir: Path) -> str:
 
 def write_report(lab_dir) -> Path:
     """Write ``report.md`` and ``report.html`` into ``lab_dir``; return the HTML path."""
-    from vaelab.lab import CLASSIFIER
-
     lab_dir = Path(lab_dir)
     lab = runs.read_json(lab_dir / "lab.json")
     classifier = runs.read_json(lab_dir / CLASSIFIER / "metrics.json")

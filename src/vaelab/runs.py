@@ -1,9 +1,10 @@
-"""Run folders: atomic writes and reading back what a run left.
+"""Run folders: checks, atomic writes, config and results, and reading back what a run left.
 
-A run folder holds ``config.json``, ``history.csv``, ``model.keras``,
-``metrics.json`` and figures. Every file is written under a temporary name in
-the same folder and renamed into place, so a reader never sees half a file;
-``metrics.json`` is written last and carries ``"complete": true``.
+A run folder holds ``config.json`` (every setting, the data's identity and the
+environment), ``history.csv``, ``model.keras``, ``metrics.json`` and figures. Every
+file is written under a temporary name in the same folder and renamed into place, so
+a reader never sees half a file; ``metrics.json`` is written last and carries
+``"complete": true``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ import csv
 import io
 import json
 import os
+import platform
 import tempfile
 from pathlib import Path
 
+import keras
 import numpy as np
+
+import vaelab
+from vaelab.config import TrainConfig, UsageError
+from vaelab.data import DataMismatch, Dataset
+from vaelab.devices import device_count
+from vaelab.models import VAE
 
 
 def _file_mode() -> int:
@@ -90,3 +99,122 @@ def is_complete(run_dir) -> bool:
         return bool(read_json(path).get("complete"))
     except (OSError, ValueError):
         return False
+
+
+# --------------------------------------------------------------------------
+# The run folder as a whole
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an output folder that cannot be used, before anything is written."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise UsageError(f"--out {run_dir} exists and is not a folder")
+        if any(run_dir.iterdir()) and not overwrite:
+            raise UsageError(f"--out {run_dir} exists and is not empty (pass --overwrite to reuse it)")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {run_dir} is not writable")
+    else:
+        parent = next((p for p in run_dir.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {run_dir} cannot be created ({parent} is not a writable folder)")
+
+
+def environment() -> dict:
+    """Versions and devices: vaelab, Keras, its backend, Python (and JAX's devices)."""
+    info = {"vaelab": vaelab.__version__, "keras": keras.__version__,
+            "backend": keras.backend.backend(), "python": platform.python_version()}
+    if info["backend"] == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        info["devices"] = len(jax.devices())
+        info["data_parallel_devices"] = device_count()
+    return info
+
+
+def write_config(run_dir, config: TrainConfig, data: dict, fit: dict) -> None:
+    """``config.json``: every setting, the data's identity, the fit settings, the environment."""
+    write_json(Path(run_dir) / "config.json",
+               {**config.to_dict(), "data": data, "fit": fit, "environment": environment()})
+
+
+def read_config(run_dir) -> dict:
+    """``config.json`` as written; ``UsageError`` when the folder is not a run folder."""
+    path = Path(run_dir) / "config.json"
+    try:
+        values = read_json(path)
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} is not a vaelab run folder (no config.json)") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{run_dir} is not a usable run folder ({path.name}: {exc})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{run_dir} is not a usable run folder ({path.name} is not a JSON object)")
+    return values
+
+
+def read_run_config(run_dir) -> TrainConfig:
+    """The config a VAE run folder was made with; ``UsageError`` if it is not one."""
+    values = read_config(run_dir)
+    try:
+        return TrainConfig.from_dict(values)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{run_dir} is not a usable run folder (config.json: {exc})") from None
+
+
+def require_complete(run_dir) -> None:
+    if not is_complete(run_dir):
+        raise UsageError(f"{run_dir} is an incomplete run (no finished metrics.json); "
+                         f"finish it with: vaelab train --resume {run_dir}")
+
+
+def save_model(run_dir, model) -> None:
+    with atomic_path(Path(run_dir) / "model.keras") as tmp:
+        model.save(tmp)
+
+
+def load_vae(run_dir, input_dim: int | None = None):
+    """The run's VAE (``model.keras``, safe mode), checked against the data's image size."""
+    path = Path(run_dir) / "model.keras"
+    model = keras.models.load_model(path, safe_mode=True)
+    try:
+        vae = VAE.from_model(model)
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    expected = vae.encoder.input_shape[-1]
+    if input_dim is not None and expected != input_dim:
+        raise UsageError(f"the model in {run_dir} expects {expected} pixels per image, the data "
+                         f"has {input_dim}")
+    return vae
+
+
+def load_run_data(run_dir, config: TrainConfig, data_dir: str | None = None,
+                  check: bool = True) -> Dataset:
+    """The data a run was trained on, checked against its recorded fingerprint
+    (``check=False``: checked later with :func:`check_run_data`).
+
+    ``data_dir`` supplies them from another folder (needed for runs trained on arrays
+    passed in Python); ``UsageError`` when the data are not the run's.
+    """
+    recorded = read_config(run_dir).get("data")
+    if not isinstance(recorded, dict) or "content" not in recorded:
+        raise UsageError(f"{run_dir}/config.json records no data fingerprint (made by an older "
+                         f"vaelab?); train the run again")
+    if data_dir is None:
+        if recorded.get("name") is None and recorded.get("path") is None:
+            raise UsageError(f"{run_dir} was trained on arrays passed in Python; pass --data-dir "
+                             f"with a folder of the same data")
+        data_dir = recorded.get("path") if recorded.get("name") is None else config.data_dir
+    dataset = Dataset.load(data_dir)
+    if check:
+        check_run_data(run_dir, dataset)
+    return dataset
+
+
+def check_run_data(run_dir, dataset: Dataset) -> None:
+    """``UsageError`` unless ``dataset`` holds the data the run recorded."""
+    try:
+        dataset.check_same(read_config(run_dir).get("data") or {}, run_dir)
+    except DataMismatch as exc:
+        raise UsageError(str(exc)) from None

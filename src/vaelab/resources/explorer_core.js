@@ -10,7 +10,7 @@ function b64ToFloat32(text) {
   return new Float32Array(bytes.buffer);
 }
 
-function dense(x, layer, activation) {
+function dense(x, layer) {
   const [nIn, nOut] = layer.shape;
   const y = Float64Array.from(layer.bias);
   for (let i = 0; i < nIn; i++) {
@@ -19,26 +19,32 @@ function dense(x, layer, activation) {
     const row = i * nOut;
     for (let j = 0; j < nOut; j++) y[j] += xi * layer.kernel[row + j];
   }
-  if (activation === "relu") for (let j = 0; j < nOut; j++) y[j] = y[j] > 0 ? y[j] : 0;
+  if (layer.activation === "relu") for (let j = 0; j < nOut; j++) y[j] = y[j] > 0 ? y[j] : 0;
   return y;
 }
 
+function chain(x, layers) {
+  return layers.reduce((h, layer) => dense(h, layer), x);
+}
+
+// spec: {likelihood, encoder: [trunk layers], mean, log_var, decoder: [layers]}, each layer
+// {shape: [inputs, outputs], kernel, bias (base64 float32), activation: "relu" | "linear"}.
 function makeModel(spec) {
-  const layers = {};
-  for (const [name, w] of Object.entries(spec.layers)) {
-    layers[name] = { shape: w.shape, kernel: b64ToFloat32(w.kernel), bias: b64ToFloat32(w.bias) };
-  }
+  const load = (w) => ({ shape: w.shape, kernel: b64ToFloat32(w.kernel), bias: b64ToFloat32(w.bias),
+                         activation: w.activation });
+  const encoder = spec.encoder.map(load), decoder = spec.decoder.map(load);
+  const mean = load(spec.mean), logVar = load(spec.log_var);
   return {
-    latentDim: layers.z_mean.shape[1],
+    latentDim: mean.shape[1],
     likelihood: spec.likelihood,
-    // x: 784 pixels in [0, 1] -> {mean, logVar}, each latentDim long
+    // x: pixels in [0, 1] -> {mean, logVar}, each latentDim long
     encode(x) {
-      const h = dense(x, layers.encoder_hidden, "relu");
-      return { mean: dense(h, layers.z_mean), logVar: dense(h, layers.z_log_var) };
+      const h = chain(x, encoder);
+      return { mean: dense(h, mean), logVar: dense(h, logVar) };
     },
     // z -> the decoder's raw output: means (gaussian) or logits (bernoulli)
     decode(z) {
-      return dense(dense(z, layers.decoder_hidden, "relu"), layers.decoder_output);
+      return chain(z, decoder);
     },
     // raw decoder output -> pixels in [0, 1]
     toPixels(out) {

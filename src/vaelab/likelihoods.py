@@ -1,0 +1,111 @@
+"""Decoder likelihoods p(x | z): everything that depends on what the decoder outputs.
+
+A likelihood gives the training loss, log p(x | z), the decoded images as pixels,
+how the data are prepared for it, and the KL scale that makes ``loss + scale · KL``
+a multiple of the negative ELBO. Code that depends on the likelihood asks one of
+these objects (``get(name)``) instead of branching on its name.
+
+- ``gaussian``: the lab's model. The decoder outputs means; the loss is the mean
+  squared error (mean over the D pixels), which is ``2σ²/D`` times the Gaussian
+  negative log-likelihood ``Σ(x − x̂)²/(2σ²)`` up to a constant, so its natural KL
+  scale is ``1/D`` (the lab's 1/784) and a KL scale ``s`` implies ``σ² = D·s/2``.
+- ``bernoulli``: the decoder outputs logits; the loss is the binary cross-entropy
+  summed over pixels (the negative log-likelihood itself), so the natural KL scale is
+  1. Images are binarized: the training set afresh each epoch, the test set once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class Gaussian:
+    """``p(x | z) = N(x | decoder(z), σ² I)``; trained with the lab's per-pixel MSE."""
+
+    name = "gaussian"
+    binarized = False
+
+    def loss(self, x, decoded):
+        """Mean squared error per example, mean over pixels: ``(batch, D) -> (batch,)``."""
+        return ops.mean(ops.square(x - decoded), axis=-1)
+
+    def natural_kl_scale(self, pixels: int) -> float:
+        return 1.0 / pixels
+
+    def variance(self, pixels: int, kl_scale: float) -> float:
+        """The σ² that ``MSE + kl_scale · KL`` implies: ``σ² = D · kl_scale / 2``.
+
+        ``MSE + s·KL = (2σ²/D) · (Σ(x − x̂)²/(2σ²) + KL)`` when ``σ² = D·s/2``; with the
+        lab's ``s = 1/784`` and ``D = 784``, σ² = ½.
+        """
+        return pixels * kl_scale / 2
+
+    def log_prob(self, x, decoded, variance: float, xp=np):
+        """log p(x | z) summed over pixels, ``(..., D) -> (...)``; ``xp`` is NumPy or ``keras.ops``."""
+        return (-0.5 * xp.sum(xp.square(x - decoded), axis=-1) / variance
+                - self.log_normalizer(x.shape[-1], variance))
+
+    def log_normalizer(self, pixels: int, variance: float) -> float:
+        """``½ D log(2πσ²)``, the Gaussian's normalising constant over ``D`` pixels."""
+        return 0.5 * pixels * (LOG_2PI + math.log(variance))
+
+    def to_pixels(self, decoded) -> np.ndarray:
+        """Decoded means as images: clipped to [0, 1]."""
+        return np.clip(np.asarray(decoded), 0.0, 1.0)
+
+    def prepare_test(self, x: np.ndarray, seed: int) -> np.ndarray:
+        return x
+
+
+class Bernoulli:
+    """``p(x | z) = Π Bernoulli(x_i | sigmoid(l_i))`` with logits ``l = decoder(z)``."""
+
+    name = "bernoulli"
+    binarized = True
+
+    def loss(self, x, logits):
+        """Negative log-likelihood per example, summed over pixels: ``(batch, D) -> (batch,)``."""
+        return ops.sum(ops.binary_crossentropy(x, logits, from_logits=True), axis=-1)
+
+    def natural_kl_scale(self, pixels: int) -> float:
+        return 1.0
+
+    def variance(self, pixels: int, kl_scale: float) -> None:
+        return None
+
+    def log_prob(self, x, logits, variance=None, xp=np):
+        """``Σ x·l − softplus(l)`` over pixels, ``(..., D) -> (...)``; ``xp`` is NumPy or ``keras.ops``."""
+        return xp.sum(x * logits - xp.logaddexp(0.0, logits), axis=-1)
+
+    def to_pixels(self, logits) -> np.ndarray:
+        """Pixel probabilities ``sigmoid(l)``."""
+        return 1.0 / (1.0 + np.exp(-np.asarray(logits)))
+
+    def prepare_test(self, x: np.ndarray, seed: int) -> np.ndarray:
+        """The test set binarized once: ``uniform < x`` with draws from ``seed``."""
+        rng = np.random.default_rng(seed)
+        return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+LIKELIHOODS = {"gaussian": Gaussian(), "bernoulli": Bernoulli()}
+
+
+def get(name: str):
+    """The likelihood called ``name``; ``ValueError`` naming the choices otherwise."""
+    try:
+        return LIKELIHOODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, "
+                         f"received {name!r}") from None
+
+
+@keras.saving.register_keras_serializable(package="vaelab")
+def bernoulli_nll(y_true, logits):
+    """The Bernoulli loss as a Keras loss function, for ``compile(loss=...)``: ``(batch,)``."""
+    return LIKELIHOODS["bernoulli"].loss(y_true, logits)

@@ -1,0 +1,68 @@
+"""The lab's models: the MLP encoder and decoder (any hidden widths) and the classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from vaelab.layers import OurDense, Sampling
+from vaelab.models.vae import VAE, assemble
+
+
+def _widths(hidden) -> list[int]:
+    return [hidden] if isinstance(hidden, int) else list(hidden)
+
+
+def _hidden_name(prefix: str, i: int, count: int) -> str:
+    return prefix if count == 1 else f"{prefix}_{i + 1}"
+
+
+def mlp_encoder(input_dim: int, hidden: int | Sequence[int], latent_dim: int) -> keras.Model:
+    """``x (B, input_dim) -> [mean, log_var]`` (each ``(B, latent_dim)``): relu layers, two linear heads."""
+    x = keras.Input(shape=(input_dim,), name="x")
+    h, widths = x, _widths(hidden)
+    for i, width in enumerate(widths):
+        h = OurDense(width, "relu", name=_hidden_name("encoder_hidden", i, len(widths)))(h)
+    mean = OurDense(latent_dim, name="z_mean")(h)                           # (B, latent)
+    log_var = OurDense(latent_dim, name="z_log_var")(h)                     # (B, latent)
+    return keras.Model(x, [mean, log_var], name="encoder")
+
+
+def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int) -> keras.Model:
+    """``z (B, latent_dim) -> x̂ (B, output_dim)``: relu layers, then a linear output layer."""
+    z = keras.Input(shape=(latent_dim,), name="z")
+    h, widths = z, _widths(hidden)
+    for i, width in enumerate(widths):
+        h = OurDense(width, "relu", name=_hidden_name("decoder_hidden", i, len(widths)))(h)
+    return keras.Model(z, OurDense(output_dim, name="decoder_output")(h), name="decoder")
+
+
+def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, seed=None,
+              likelihood="gaussian") -> VAE:
+    """The lab's VAE: 784 → 512 relu → (32 mean, 32 log-variance) → sample → 512 relu → 784.
+
+    ``hidden_dim`` may be a list of widths (the decoder mirrors it). The output layer is
+    linear: means for the Gaussian likelihood, logits for the Bernoulli one. The model
+    is not compiled; use :func:`vaelab.models.compile_vae` for the lab's Adam. Layers
+    are built in the order encoder, sampling, decoder (the weights drawn under
+    ``keras.utils.set_random_seed`` depend on it).
+    """
+    encoder = mlp_encoder(input_dim, hidden_dim, latent_dim)
+    sampling = Sampling(kl_scale=kl_scale, seed=seed, name="sampling")
+    decoder = mlp_decoder(latent_dim, list(reversed(_widths(hidden_dim))), input_dim)
+    return assemble(encoder, sampling, decoder, likelihood)
+
+
+def build_classifier(input_dim=784, seed=None) -> keras.Model:
+    """The lab's first example: OurDense(32, relu) → OurDense(10, softmax), compiled.
+
+    Categorical cross-entropy on one-hot labels, Adam, accuracy.
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input(shape=(input_dim,)), OurDense(32, "relu"), OurDense(10, "softmax")],
+        name="classifier")
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model

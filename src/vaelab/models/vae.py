@@ -1,0 +1,220 @@
+"""The VAE: an encoder and a decoder sub-model joined by a sampling layer, with a likelihood.
+
+The trainable model is ``x → encoder → [mean, log_var] → Sampling → z → decoder → x̂``
+(a functional ``VAEModel``). Any encoder ``x → [mean, log_var]`` and decoder
+``z → x̂`` Keras models can be joined (:func:`assemble`); the lab's MLP is one
+builder (``vaelab.models.mlp``). Code that needs the encoder or the decoder gets it
+from the :class:`VAE` object, never by a layer name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import keras
+import numpy as np
+from keras import ops
+
+from vaelab import likelihoods
+from vaelab.devices import predict
+from vaelab.layers import Sampling
+
+
+@keras.saving.register_keras_serializable(package="vaelab")
+class VAEModel(keras.Model):
+    """A functional model whose loss is reported term by term.
+
+    ``loss = reconstruction_loss + kl_loss``. ``reconstruction_loss`` is the batch mean
+    of the likelihood's per-example loss (``likelihood="gaussian"``: the lab's MSE, mean
+    over pixels; ``"bernoulli"``: summed cross-entropy of logits), or of the loss given
+    to ``compile(loss=...)`` when there is one (the lab's ``compile(loss="mse")``).
+    ``kl_loss`` is the sum of the layer losses (the sampling layer's
+    ``kl_weight · kl_scale · batch-mean KL``). All three are tracked as Keras tracks
+    ``loss``, weighted by the batch size, so ``loss = reconstruction_loss + kl_loss``
+    holds per epoch in ``History`` (a short last batch included). Without targets
+    (``fit(x)``) the inputs are the targets.
+
+    Args:
+        likelihood: ``"gaussian"`` or ``"bernoulli"`` (``vaelab.likelihoods``).
+        *args, **kwargs: those of a functional ``keras.Model`` (inputs, outputs, name).
+    """
+
+    def __init__(self, *args, likelihood="gaussian", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.likelihood = likelihoods.get(likelihood)
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+
+    def get_config(self):
+        return {**super().get_config(), "likelihood": self.likelihood.name}
+
+    def reconstruction_loss(self, y, y_pred):
+        """Batch mean of the per-example reconstruction loss: a scalar."""
+        if self.loss is None:
+            return ops.mean(self.likelihood.loss(y, y_pred))
+        value = keras.losses.get(self.loss)(y, y_pred)
+        return value if len(ops.shape(value)) == 0 else ops.mean(value)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y is None:  # fit(x) without targets: reconstruct the inputs
+            y = x
+        if tuple(y.shape) != tuple(y_pred.shape):
+            raise ValueError(
+                f"targets and reconstructions must have the same shape, received "
+                f"y={tuple(y.shape)} and y_pred={tuple(y_pred.shape)}")
+        reconstruction = self.reconstruction_loss(y, y_pred)
+        if self.losses:
+            kl = ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
+        else:
+            kl = ops.zeros((), dtype="float32")
+        batch = ops.shape(y_pred)[0]  # Keras weights its loss tracker by the batch size
+        self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch)
+        self.kl_tracker.update_state(kl, sample_weight=batch)
+        return reconstruction + kl
+
+    def make_train_function(self, force=False):
+        """Keras' train function, except under JAX with ``steps_per_execution > 1``.
+
+        There Keras would still dispatch one compiled step per batch from Python;
+        here each run of equal-shaped batches in a group of ``steps_per_execution``
+        is stacked and trained by one compiled ``jax.lax.scan`` over Keras' own
+        ``train_step``. The steps, their order and their noise are the same; only
+        the Python work between them is gone. Callbacks see the group's end, as
+        Keras documents for ``steps_per_execution``; ``train_function.step_losses``
+        then holds the running mean loss after each step of the group.
+        """
+        steps = self.steps_per_execution
+        scanned = (steps > 1 and keras.backend.backend() == "jax" and not self.run_eagerly
+                   and self.jit_compile and keras.distribution.distribution() is None)
+        current = getattr(self.train_function, "steps", 1)
+        if self.train_function is not None and not force and current == (steps if scanned else 1):
+            return
+        if not scanned:
+            super().make_train_function(force=True)
+            return
+        self.train_function = _scanned_train_function(self, steps)
+
+
+def _scanned_train_function(model: keras.Model, steps: int):
+    """``(state, iterator) -> (logs, state)`` for up to ``steps`` batches (JAX only)."""
+    import jax
+
+    single = jax.jit(model.train_step, donate_argnums=0)
+
+    def scan(state, batches):
+        def body(state, batch):
+            logs, state = model.train_step(state, batch)
+            return state, logs
+
+        state, logs = jax.lax.scan(body, state, batches)  # logs: each value (n,)
+        return {name: value[-1] for name, value in logs.items()}, state, logs["loss"]
+
+    scanned = jax.jit(scan, donate_argnums=0)
+
+    def shapes(batch):
+        return tuple(None if a is None else a.shape for a in keras.tree.flatten(batch))
+
+    def stack(*arrays):
+        return None if arrays[0] is None else np.stack(arrays)
+
+    def function(state, iterator):
+        batches = [next(iterator), *itertools.islice(iterator, steps - 1)]
+        losses = []
+        for _, group in itertools.groupby(batches, key=shapes):  # the last batch may be short
+            group = list(group)
+            if len(group) == 1:
+                logs, state = single(state, group[0])
+                losses.append(ops.reshape(logs["loss"], (1,)))
+            else:
+                logs, state, group_losses = scanned(state, keras.tree.map_structure(stack, *group))
+                losses.append(group_losses)
+        function.step_losses = losses
+        return logs, state
+
+    function.steps = steps
+    function.step_losses = []
+    return function
+
+
+@dataclasses.dataclass(frozen=True)
+class VAE:
+    """A trainable VAE model and its parts (weights are shared).
+
+    Attributes:
+        model: ``x (batch, ...) -> x̂ (batch, D)``, the model to ``fit``.
+        encoder: ``x -> [mean, log_var]``, each ``(batch, latent_dim)``.
+        sampling: the :class:`~vaelab.layers.Sampling` layer (KL weight, KL scale, noise).
+        decoder: ``z (batch, latent_dim) -> x̂``: means (Gaussian) or logits (Bernoulli).
+    """
+
+    model: VAEModel
+    encoder: keras.Model
+    sampling: Sampling
+    decoder: keras.Model
+
+    @property
+    def likelihood(self):
+        return self.model.likelihood
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.decoder.input_shape[-1])
+
+    def encode(self, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Encoder means and log-variances of ``x``, each ``(n, latent_dim)``."""
+        mean, log_var = predict(self.encoder, x, batch_size)
+        return np.asarray(mean), np.asarray(log_var)
+
+    def decode(self, z, batch_size: int = 1000) -> np.ndarray:
+        """The decoder's raw outputs (means or logits) for ``z (n, latent_dim)``: ``(n, D)``."""
+        return np.asarray(predict(self.decoder, np.asarray(z, np.float32), batch_size))
+
+    def to_pixels(self, decoded) -> np.ndarray:
+        """Decoder outputs as images in [0, 1], as the likelihood defines them."""
+        return self.likelihood.to_pixels(decoded)
+
+    @classmethod
+    def from_model(cls, model: keras.Model) -> "VAE":
+        """The parts of a (possibly loaded) VAE model, found by their roles.
+
+        The model's layers must be one encoder sub-model, one ``Sampling`` layer and one
+        decoder sub-model, in that order (``keras.Model.layers`` lists them in graph order).
+        """
+        parts = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        samplers = [layer for layer in model.layers if isinstance(layer, Sampling)]
+        if not isinstance(model, VAEModel) or len(parts) != 2 or len(samplers) != 1:
+            raise ValueError(
+                f"a vaelab VAE is a VAEModel of an encoder and a decoder sub-model joined by one "
+                f"Sampling layer; {model.name!r} has {len(parts)} sub-model(s) and "
+                f"{len(samplers)} Sampling layer(s) (was it made by an older vaelab?)")
+        return cls(model, parts[0], samplers[0], parts[1])
+
+
+def assemble(encoder: keras.Model, sampling: Sampling, decoder: keras.Model,
+             likelihood: str = "gaussian", name: str = "vae") -> VAE:
+    """Join ``encoder: x -> [mean, log_var]``, ``sampling`` and ``decoder: z -> x̂`` into a VAE."""
+    x = keras.Input(shape=encoder.input_shape[1:], name="x")
+    mean, log_var = encoder(x)                          # (B, latent) each
+    z = sampling([mean, log_var])                       # (B, latent)
+    x_hat = decoder(z)                                  # (B, D)
+    return VAE.from_model(VAEModel(x, x_hat, likelihood=likelihood, name=name))
+
+
+def compile_vae(vae: VAE, learning_rate=1e-3) -> VAE:
+    """Compile with Adam; the reconstruction loss is the model's likelihood's."""
+    vae.model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return vae
+
+
+def walk_layers(model: keras.Model):
+    """Every layer of ``model``, nested models included (depth first, graph order)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from walk_layers(layer)
+
+
+def sampling_layers(model: keras.Model) -> list[Sampling]:
+    """Every ``Sampling`` layer in ``model`` (nested models included)."""
+    return [layer for layer in walk_layers(model) if isinstance(layer, Sampling)]
