@@ -62,6 +62,12 @@ def test_history_and_metrics_content(tiny_run):
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
     assert metrics["complete"] is True and metrics["epochs"] == 2
     assert 0 <= metrics["active_units"] <= 4 and metrics["test_mse"] > 0
+    # The collapse monitor (last epoch end) and the final evaluation saw the same 64 test
+    # images (held-out size 1000 covers them): the same units, the same KL. Measured: 4 units
+    # (smallest encoder-mean variance 0.055, 5.5x the threshold), KL 8.0748 nats.
+    assert metrics["active_units"] == history["active_units"][-1] == 4
+    assert metrics["test_kl"] == pytest.approx(history["heldout_kl"][-1], rel=1e-6)
+    assert history["val_kl_loss"][-1] == pytest.approx(metrics["test_kl"] / 784, rel=1e-5)
     assert metrics["collapsed"] == (metrics["active_units"] == 0 or metrics["output_std"] < 0.01)
     image = runs.read_npz(run_dir / "lab_image.npz")
     assert image["original"].shape == image["reconstruction"].shape == (784,)
