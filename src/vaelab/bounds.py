@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures
 
+import keras
 import numpy as np
+from keras import ops
 
 from vaelab import likelihoods
 from vaelab.metrics import LOG_2PI, kl_elementwise
@@ -63,9 +65,6 @@ def elbo(vae, x: np.ndarray, likelihood="gaussian", variance: float = 0.5,
 def _linear_tail(decoder):
     """``(body layers, last layer)`` when ``decoder`` is a chain of layers ending in a linear
     one with a kernel (``x̂ = h W + b``), checked on a random probe; else ``None``."""
-    import keras
-    from keras import ops
-
     layers = [l for l in decoder.layers if not isinstance(l, keras.layers.InputLayer)]
     last = layers[-1] if layers else None
     if (len(decoder.inputs) != 1 or getattr(last, "kernel", None) is None
@@ -92,9 +91,6 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
     decoder. ``W Wᵀ`` is computed when the model is built: build it again after the
     decoder's weights change. ``predict_on_batch`` runs it compiled on every backend.
     """
-    import keras
-    from keras import ops
-
     likelihood = _likelihood(likelihood)
     # The expansion is the Gaussian's square; any other likelihood decodes every draw.
     expandable = isinstance(likelihood, likelihoods.Gaussian) and expand_square

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
+import keras
 import numpy as np
 
 from vaelab.config import TrainConfig, UsageError
@@ -16,8 +17,6 @@ from vaelab.config import TrainConfig, UsageError
 
 def device_count() -> int:
     """Devices the current Keras distribution spreads a batch over (1 without one)."""
-    import keras
-
     distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
     return 1 if distribution is None else int(np.size(distribution.device_mesh.devices))
 
@@ -42,8 +41,6 @@ def distribution_scope(config: TrainConfig):
     """
     if not config.distribute:
         return contextlib.nullcontext()
-    import keras
-
     if keras.backend.backend() != "jax":
         raise UsageError(f"--distribute needs the JAX backend (Keras' distribution API); "
                          f"this is KERAS_BACKEND={keras.backend.backend()}")
@@ -58,8 +55,6 @@ def distribution_scope(config: TrainConfig):
 def check_divisible(config: TrainConfig, n_train: int, n_test: int,
                     validation_batch: int) -> None:
     """Every sharded batch, the last partial ones too, must split evenly over the devices."""
-    import keras
-
     n = int(np.size(keras.distribution.DataParallel().device_mesh.devices))
     for name, count, batch in (("training", n_train, config.batch_size),
                                ("test", n_test, validation_batch)):
