@@ -5,7 +5,7 @@
 
 Each part runs in its own subprocess so its peak resident memory can be reported:
 
-- ``epochs``: vaelab's training epoch (the ``training.fit_vae`` path ``vaelab train`` uses,
+- ``epochs``: vaelab's training epoch (the ``fit.fit_vae`` path ``vaelab train`` uses,
   with its callbacks) at batch 32 and 256, interleaved epoch by epoch with the floor
   (``floor.py``: the same model, loss, Adam and batch order as one ``lax.scan``). The first
   epoch of each includes compilation and is reported apart; the ratio uses medians of the
@@ -52,7 +52,8 @@ def vaelab_epochs(config, dataset, epochs, between=None):
     import keras
 
     from vaelab.callbacks import CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
-    from vaelab.training import fit_vae, new_vae
+    from vaelab.fit import fit_vae
+    from vaelab.training import new_vae
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):

@@ -84,7 +84,7 @@ def test_each_annealing_branch_gives_its_exact_sentence():
         "With the KL scaled by 1/784 and the KL weight on schedule linear 1:3, after 4 epoch(s) "
         "the test MSE is 0.0200, the KL is 3.00 nats per image, 14 of 32 latent units are active "
         "and the output std across test images is 0.100: not collapsed. Training image 1 is "
-        "reconstructed with MSE 0.2500. While the KL weight was 0 (epochs 1–1) up to 16 units "
+        "reconstructed with MSE 0.2500. While the KL weight was 0 (epoch 1) up to 16 units "
         "were active, and 14 remain at the end; the same model without annealing did not "
         "collapse either.")
 
@@ -94,3 +94,16 @@ def test_each_annealing_branch_gives_its_exact_sentence():
     no_zero_epoch = run("resumed", 1.0, "2:2", 0, True, weights=[0.5, 1], units=[3, 0])
     assert _describe(no_zero_epoch, None) == COLLAPSED_OPENING.format(
         schedule="linear 2:2", epochs=2)
+
+
+def test_sentences_where_the_verdict_or_the_baseline_differ():
+    """Collapsed by output std while units are active; no run to compare with."""
+    std_only = run("std", 1.0, "2:2", 5, True, weights=[0, 0, 1], units=[20, 9, 5])
+    text = _describe(std_only, None)
+    assert text.endswith(" While the KL weight was 0 (epochs 1–2) up to 20 units were active, "
+                         "and 5 remain at the end, but the output barely depends on the input: "
+                         "annealing did not prevent the collapse.")
+    alone = run("alone", 1 / 784, "2:2", 14, False, weights=[0, 0, 1], units=[16, 15, 14])
+    assert _describe(alone, None).endswith(
+        " While the KL weight was 0 (epochs 1–2) up to 16 units were active, and 14 remain at "
+        "the end.")

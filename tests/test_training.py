@@ -123,7 +123,7 @@ def test_collapse_verdicts_on_mnist(tmp_path, kl_scale, collapsed):
 
 
 def test_validation_runs_in_large_batches_that_fit_the_training_batch():
-    from vaelab.training import validation_batch_size
+    from vaelab.fit import validation_batch_size
 
     assert validation_batch_size(TrainConfig()) == 992  # 31 batches of 32
     assert validation_batch_size(TrainConfig(batch_size=256)) == 768
@@ -131,7 +131,7 @@ def test_validation_runs_in_large_batches_that_fit_the_training_batch():
 
 
 def test_steps_per_execution_divides_the_epoch_where_it_can():
-    from vaelab.training import steps_per_execution
+    from vaelab.fit import steps_per_execution
 
     def steps(n_images, **settings):
         return steps_per_execution(n_images, TrainConfig(**settings))
@@ -147,7 +147,7 @@ def test_progress_is_one_line_per_epoch_when_not_on_a_terminal(monkeypatch):
     import io
     import sys
 
-    from vaelab.training import progress_mode
+    from vaelab.fit import progress_mode
 
     monkeypatch.setattr(sys, "stdout", io.StringIO())  # a log file, not a terminal
     assert progress_mode(False) == 0

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab import runs
+from vaelab import interrupts, runs
 from vaelab.models import sampling_layers
 
 FOLDER = "checkpoint"  # inside a run folder
@@ -28,7 +28,7 @@ class Checkpoint(keras.callbacks.Callback):
     the sampling layers' seed-generator states (which ``model.save`` does not
     restore). The model file is written before ``state.json`` and older model
     files are removed after, so ``state.json`` always names a whole file.
-    An epoch whose mean loss is not finite is not saved.
+    An epoch whose mean loss is not finite is not saved, nor one that a signal cut short.
 
     Args:
         folder: the checkpoint folder.
@@ -42,6 +42,8 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        if interrupts.pending() is not None:  # the epoch may have been cut short
+            return
         if not all(math.isfinite(float(v)) for v in logs.values()):
             return
         done = epoch + 1

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 import vaelab
-from vaelab import data
+from vaelab import data, interrupts
 from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 
 
@@ -225,13 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with interrupts.handled(command=True):
+            args.func(args)
     except (UsageError, data.DataError, data.DataMismatch) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLoss as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 3
+    except interrupts.Interrupted as exc:
+        detail = f" ({exc.checkpoint})" if exc.checkpoint else ""
+        print(f"vaelab: interrupted{detail}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130

@@ -23,7 +23,7 @@ from vaelab.config import TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.models import build_classifier
 from vaelab.report import CLASSIFIER
-from vaelab.training import progress_mode, train
+from vaelab.fit import progress_mode, train
 
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 

@@ -62,22 +62,29 @@ def _describe(run: dict, baseline: dict | None) -> str:
             f"{m['epochs']} epoch(s) the test MSE is {m['test_mse']:.4f}, the KL is "
             f"{m['test_kl']:.2f} nats per image, {m['active_units']} of {c['latent_dim']} latent "
             f"units are active and the output std across test images is {m['output_std']:.3f}: "
-            f"{state}. Training image 1 is reconstructed with MSE {image_mse:.4f}.")
+            f"{state}. Training image {c.get('lab_image', 1)} is reconstructed with MSE "
+            f"{image_mse:.4f}.")
     if c.get("anneal") and "active_units" in h:
         units, weights = h["active_units"], h["kl_weight"]
         free = weights == 0
         before = int(units[free].max()) if free.any() else None
         zero = np.flatnonzero(units == 0)
         if before is not None:
-            text += (f" While the KL weight was 0 (epochs 1–{int(free.sum())}) up to {before} "
-                     f"units were active")
-            if m["collapsed"] and before > 0:
+            n_free = int(free.sum())
+            span = "epoch 1" if n_free == 1 else f"epochs 1–{n_free}"
+            text += f" While the KL weight was 0 ({span}) up to {before} units were active"
+            if m["collapsed"] and before > 0 and m["active_units"] > 0:
+                text += (f", and {m['active_units']} remain at the end, but the output barely "
+                         f"depends on the input: annealing did not prevent the collapse.")
+            elif m["collapsed"] and before > 0:
                 first = int(h["epoch"][zero[0]]) if zero.size else None
                 when = f" from epoch {first} (KL weight {weights[zero[0]]:g})" if first else ""
                 text += f"; they died once the weight rose{when}, so annealing only delayed the collapse."
             elif m["collapsed"]:
                 text += "; annealing did not prevent the collapse."
-            elif baseline is not None and baseline["metrics"]["collapsed"]:
+            elif baseline is None:
+                text += f", and {m['active_units']} remain at the end."
+            elif baseline["metrics"]["collapsed"]:
                 text += (f", and {m['active_units']} remain at the end, while the same model "
                          f"without annealing collapsed: annealing prevented the collapse.")
             else:

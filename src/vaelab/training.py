@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from vaelab import checkpoint, evaluation, explorer, plots, runs
+from vaelab import checkpoint, evaluation, explorer, interrupts, plots, runs
 from vaelab.callbacks import Binarize, CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
 from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.devices import check_divisible, distribution_scope
+from vaelab.fit import fit_settings, fit_vae, validation_batch_size
 from vaelab.models import VAE, build_vae, compile_vae
 
-VALIDATION_BATCH = 1000        # images per validation step
-MAX_STEPS_PER_EXECUTION = 128  # training steps per compiled call (JAX scan), at most
 HISTORY_COLUMNS = ["loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units",
                    "heldout_kl"]
 
@@ -54,19 +52,6 @@ def as_dataset(arrays) -> Dataset | None:
         return Dataset.from_arrays(arrays)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def progress_mode(verbose: bool) -> int:
-    """Keras' live progress bar on a terminal, one line per epoch in a log file."""
-    if not verbose:
-        return 0
-    return 1 if sys.stdout.isatty() else 2
-
-
-def fit_settings(config: TrainConfig, n_train: int) -> dict:
-    """How ``fit`` runs: settings that are not the user's but change the numbers slightly."""
-    return {"steps_per_execution": steps_per_execution(n_train, config),
-            "validation_batch_size": validation_batch_size(config)}
 
 
 def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: bool = True,
@@ -150,47 +135,11 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
                                state["epochs_done"], verbose)
 
 
-def fit_vae(vae: VAE, x_fit: np.ndarray, dataset: Dataset, config: TrainConfig, callbacks: list,
-            initial_epoch: int = 0, verbose: bool = False):
-    """The one ``fit`` call every training run makes (benchmarks time this same path),
-    with :func:`steps_per_execution` training steps per compiled call."""
-    vae.model.steps_per_execution = steps_per_execution(len(x_fit), config)
-    return vae.model.fit(x_fit, epochs=config.epochs, initial_epoch=initial_epoch,  # targets = x
-                         batch_size=config.batch_size, shuffle=True,
-                         validation_data=(dataset.x_test,),
-                         validation_batch_size=validation_batch_size(config),
-                         callbacks=callbacks, verbose=progress_mode(verbose))
-
-
-def steps_per_execution(n_images: int, config: TrainConfig) -> int:
-    """Training steps per compiled call: about a tenth of an epoch, at most
-    ``MAX_STEPS_PER_EXECUTION``.
-
-    Under JAX, ``VAEModel`` runs such a group as one ``lax.scan`` (see
-    ``VAEModel.make_train_function``), which removes Keras' per-step Python work.
-    A divisor of the number of full batches is preferred, so that no shorter
-    group needs compiling. 1 (one step per call, Keras' own loop) when an epoch
-    has fewer than 20 batches, with ``--distribute`` and off JAX.
-    """
-    full = n_images // config.batch_size
-    target = min(MAX_STEPS_PER_EXECUTION, full // 10)
-    if target < 2 or config.distribute or keras.backend.backend() != "jax":
-        return 1
-    divisor = max(d for d in range(1, target + 1) if full % d == 0)
-    return divisor if 2 * divisor >= target else target
-
-
-def validation_batch_size(config: TrainConfig) -> int:
-    """Validation in batches of 1 000 (a multiple of the training batch): the mean losses
-    are the same, and 10 evaluation steps cost far less than 313 of 32 images."""
-    return max(config.batch_size, VALIDATION_BATCH - VALIDATION_BATCH % config.batch_size)
-
-
 def _callbacks(config: TrainConfig, run_dir: Path, dataset: Dataset, past: dict, verbose: bool):
     """``(callbacks, x_fit, guard, checkpointer)`` for one fit of this run."""
     guard = StopOnNonFinite()
     saver = checkpoint.Checkpoint(run_dir / checkpoint.FOLDER, past)
-    callbacks = [ShuffleSeed(config.seed)]
+    callbacks = [interrupts.StopOnSignal(), ShuffleSeed(config.seed)]
     schedule = config.kl_schedule()
     if schedule is not None:
         callbacks.append(KLSchedule(schedule, verbose=verbose))
@@ -205,10 +154,20 @@ def _callbacks(config: TrainConfig, run_dir: Path, dataset: Dataset, past: dict,
 
 def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
                     initial_epoch: int, verbose: bool) -> dict:
-    """Fit from ``initial_epoch`` with checkpoints, then write the run's results."""
+    """Fit from ``initial_epoch`` with checkpoints, then write the run's results.
+
+    A SIGINT/SIGTERM stops the fit at the next step (group) end and raises
+    :class:`~vaelab.interrupts.Interrupted` naming the last checkpoint.
+    """
     callbacks, x_fit, guard, saver = _callbacks(config, run_dir, dataset, past, verbose)
     started = time.perf_counter()
-    fit_vae(vae, x_fit, dataset, config, callbacks, initial_epoch, verbose)
+    try:
+        with interrupts.deferred():
+            fit_vae(vae, x_fit, dataset, config, callbacks, initial_epoch, verbose)
+    except interrupts.Interrupted as exc:
+        done = len(saver.history.get("loss", []))
+        exc.checkpoint = f"last checkpoint: epoch {done}" if done else "no checkpoint yet"
+        raise
     seconds = time.perf_counter() - started
     if guard.where is not None:
         epoch, batch = guard.where

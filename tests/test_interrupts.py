@@ -1,0 +1,123 @@
+"""Ctrl-C (SIGINT) and SIGTERM stop `vaelab train` at the next step, keep the last
+checkpoint, leave no temporary file, and `--resume` then finishes the run exactly."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from conftest import make_idx_dir
+
+from vaelab import cli, runs
+
+SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, anneal="2:2", seed=5,
+             train_size=192, test_size=48)
+LONG = dict(epochs=400, batch_size=16, hidden_dim=16, latent_dim=3, seed=1)
+MESSAGE = re.compile(r"^vaelab: interrupted \(last checkpoint: epoch (\d+)\)$")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    make_idx_dir(folder, n_train=192, n_test=48)
+    return folder
+
+
+def cli_args(data_dir, out, settings):
+    args = ["train", "--quiet", "--data-dir", str(data_dir), "--out", str(out)]
+    for key, value in settings.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def temporaries(run_dir):
+    return [p for p in run_dir.rglob(".*") if ".tmp" in p.name]
+
+
+SELF_INTERRUPT = textwrap.dedent("""
+    import os, signal, sys
+    import vaelab
+    from vaelab import callbacks, cli
+
+    # SIGINT to itself after the 5th batch of epoch 3, as a Ctrl-C would arrive.
+    original = callbacks.StopOnNonFinite.on_train_batch_end
+    def on_train_batch_end(self, batch, logs=None):
+        original(self, batch, logs)
+        if self._epoch == 3 and batch == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+    callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def run_bounded(args, timeout=120):
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+    return child.returncode, out, err
+
+
+def test_sigint_mid_epoch_keeps_the_checkpoint_and_resume_is_exact(tmp_path, data_dir):
+    stopped = tmp_path / "stopped"
+    code, _, err = run_bounded([sys.executable, "-c", SELF_INTERRUPT,
+                                *cli_args(data_dir, stopped, SMALL)])
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "vaelab: interrupted (last checkpoint: epoch 2)"
+    assert runs.read_json(stopped / "checkpoint" / "state.json")["epochs_done"] == 2
+    assert not (stopped / "metrics.json").exists() and temporaries(stopped) == []
+
+    assert cli.main(["train", "--resume", str(stopped), "--quiet"]) == 0
+    straight = tmp_path / "straight"
+    assert cli.main(cli_args(data_dir, straight, SMALL)) == 0
+    resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (stopped, straight))
+    for key in uninterrupted:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
+
+
+def wait_for_checkpoint(run_dir, child, timeout=90):
+    state = run_dir / "checkpoint" / "state.json"
+    deadline = time.monotonic() + timeout
+    while not state.exists():
+        assert child.poll() is None, child.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint within the time limit"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum,status,repeat", [(signal.SIGINT, 130, 1),
+                                                   (signal.SIGTERM, 143, 1),
+                                                   (signal.SIGINT, 130, 40)])
+def test_a_signal_from_outside_stops_training(tmp_path, data_dir, signum, status, repeat):
+    """A long run is signalled once its first checkpoint exists (40 SIGINTs 50 ms apart in
+    the last case): it stops within seconds, names its checkpoint, and can be resumed."""
+    run_dir = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-m", "vaelab", *cli_args(data_dir, run_dir, LONG)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_checkpoint(run_dir, child)
+        sent = time.monotonic()
+        for _ in range(repeat):
+            if child.poll() is not None:
+                break
+            os.kill(child.pid, signum)
+            time.sleep(0.05)
+        _, err = child.communicate(timeout=60)
+        stopped_after = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == status, err
+    match = MESSAGE.match(err.strip().splitlines()[-1])
+    assert match, err
+    assert runs.read_json(run_dir / "checkpoint" / "state.json")["epochs_done"] == int(match[1])
+    assert int(match[1]) < LONG["epochs"] and stopped_after < 20
+    assert not (run_dir / "metrics.json").exists() and temporaries(run_dir) == []
