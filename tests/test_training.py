@@ -38,7 +38,7 @@ def test_run_folder_has_every_file(tiny_run):
     run_dir, metrics, config = tiny_run
     names = {p.name for p in run_dir.iterdir()}
     assert names == {"config.json", "history.csv", "model.keras", "metrics.json",
-                     "lab_image.npz", "explorer.html", *FIGURES}
+                     "lab_image.npz", "explorer.html", ".vaelab.lock", *FIGURES}
     for name, size in FIGURES.items():
         assert png_size(run_dir / name) == size
     saved = runs.read_json(run_dir / "config.json")

@@ -17,7 +17,7 @@ from keras import ops
 from vaelab import interrupts, runs
 from vaelab.models import sampling_layers
 
-FOLDER = "checkpoint"  # inside a run folder
+FOLDER = runs.CHECKPOINT  # inside a run folder
 
 
 class Checkpoint(keras.callbacks.Callback):

@@ -51,10 +51,18 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
 
 def evaluate(run_dir, k: int = 5000, data_dir: str | None = None, verbose: bool = True,
              test_size: int | None = None, seed: int = 0) -> dict:
-    """Evaluate a complete run on its test set and write ``evaluation.json``."""
+    """Evaluate a complete run on its test set and write ``evaluation.json``
+    (holding the run folder's lock meanwhile)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run folder {run_dir} does not exist")
+    runs.read_run_config(run_dir)  # a run folder, before the lock file is made in it
+    with runs.locked(run_dir):
+        return _evaluate(run_dir, k, data_dir, verbose, test_size, seed)
+
+
+def _evaluate(run_dir: Path, k: int, data_dir: str | None, verbose: bool,
+              test_size: int | None, seed: int) -> dict:
     config: TrainConfig = runs.read_run_config(run_dir)
     runs.require_complete(run_dir)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -125,14 +125,20 @@ def write_explorer(run_dir, vae=None, dataset=None, out=None, encoded=None,
     folder when not given; ``data_dir`` supplies the run's data from another folder.
     """
     run_dir = Path(run_dir)
-    if dataset is None or vae is None:
-        config = runs.read_run_config(run_dir)
+    if dataset is not None and vae is not None:  # a run being written (training holds its lock)
+        return _write(run_dir, vae, dataset, out, encoded)
+    config = runs.read_run_config(run_dir)  # a run folder, before the lock file is made in it
+    with runs.locked(run_dir):
         runs.require_complete(run_dir)
         if dataset is None:
             dataset = runs.load_run_data(run_dir, config, data_dir).select(
                 2, config.test_size, config.model_likelihood, config.test_binarization_seed)
         if vae is None:
             vae = runs.load_vae(run_dir, dataset.input_dim)
+        return _write(run_dir, vae, dataset, out, encoded)
+
+
+def _write(run_dir: Path, vae, dataset, out, encoded) -> Path:
     data = explorer_data(vae, dataset.x_test, dataset.y_test, dataset.image_shape, encoded)
     out = Path(out) if out is not None else run_dir / "explorer.html"
     runs.write_text(out, render_html(data, f"vaelab explorer: {run_dir.name}"))

@@ -23,7 +23,8 @@ from vaelab.config import TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.models import build_classifier
 from vaelab.report import CLASSIFIER
-from vaelab.fit import progress_mode, train
+from vaelab.fit import progress_mode
+from vaelab.training import train
 
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
@@ -88,18 +89,22 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
     runs.check_run_dir(out, overwrite)
     plan = experiments(quick, data_dir)
     data = Dataset.load(data_dir)
-    started = time.perf_counter()
-    sizes = QUICK_SIZES if quick else {}
-    train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose, **sizes)
-    for experiment in plan:
-        if verbose:
-            print(f"\n== {experiment.name}: {experiment.title}")
-        train(experiment.config, out / experiment.name, overwrite=True, verbose=verbose,
-              arrays=data)
-    runs.write_json(out / "lab.json", {
-        "quick": quick, "total_seconds": round(time.perf_counter() - started, 1),
-        "experiments": {e.name: e.title for e in plan}})
-    html = report.write_report(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with runs.locked(out):  # one lab per folder; each run also locks its own folder
+        runs.check_run_dir(out, overwrite)
+        started = time.perf_counter()
+        sizes = QUICK_SIZES if quick else {}
+        train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose,
+                         **sizes)
+        for experiment in plan:
+            if verbose:
+                print(f"\n== {experiment.name}: {experiment.title}")
+            train(experiment.config, out / experiment.name, overwrite=True, verbose=verbose,
+                  arrays=data)
+        runs.write_json(out / "lab.json", {
+            "quick": quick, "total_seconds": round(time.perf_counter() - started, 1),
+            "experiments": {e.name: e.title for e in plan}})
+        html = report.write_report(out)
     if verbose:
         print(f"\nreport: {out / 'report.md'} and {html}")
     return out

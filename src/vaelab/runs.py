@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -104,6 +106,58 @@ def is_complete(run_dir) -> bool:
 # --------------------------------------------------------------------------
 # The run folder as a whole
 
+LOCK = ".vaelab.lock"  # the lock file of a run folder; holds the PID of its writer
+RUN_FILES = ("config.json", "history.csv", "metrics.json", "model.keras", "lab_image.npz",
+             "reconstructions.png", "samples.png", "latent.png", "curves.png", "explorer.html",
+             "evaluation.json")
+CHECKPOINT = "checkpoint"  # the per-epoch checkpoint folder (vaelab.checkpoint)
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """Hold the run folder's exclusive lock (an OS file lock on ``RUN_DIR/.vaelab.lock``).
+
+    The lock dies with its process, so a killed run never leaves a stale lock. A second
+    writer gets ``UsageError`` naming the folder and the PID that holds it.
+    """
+    path = Path(run_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            who = f" (PID {holder})" if holder.isdigit() else ""
+            raise UsageError(f"{run_dir} is in use by another vaelab process{who}; wait for "
+                             f"it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clear(run_dir) -> None:
+    """Remove a previous run's files (vaelab's own only), its checkpoint and stale temporaries."""
+    run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    remove_temporaries(run_dir)
+
+
+def remove_temporaries(run_dir) -> None:
+    """Delete temporary files an interrupted write left (``.NAME.XXXX.tmpSUFFIX``)."""
+    for path in (Path(run_dir), Path(run_dir) / CHECKPOINT):
+        if path.is_dir():
+            for stale in path.glob(".*.tmp*"):
+                stale.unlink(missing_ok=True)
+
+
+def is_empty_run_dir(run_dir) -> bool:
+    """No file but the lock file."""
+    return all(p.name == LOCK for p in Path(run_dir).iterdir())
+
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse an output folder that cannot be used, before anything is written."""
@@ -111,7 +165,7 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     if run_dir.exists():
         if not run_dir.is_dir():
             raise UsageError(f"--out {run_dir} exists and is not a folder")
-        if any(run_dir.iterdir()) and not overwrite:
+        if not is_empty_run_dir(run_dir) and not overwrite:
             raise UsageError(f"--out {run_dir} exists and is not empty (pass --overwrite to reuse it)")
         if not os.access(run_dir, os.W_OK | os.X_OK):
             raise UsageError(f"--out {run_dir} is not writable")

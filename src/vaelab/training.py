@@ -83,9 +83,9 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
         check_divisible(config, len(dataset.x_train), len(dataset.x_test),
                         validation_batch_size(config))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").unlink(missing_ok=True)  # the run is incomplete until the end
-    shutil.rmtree(run_dir / checkpoint.FOLDER, ignore_errors=True)
-    with distribution_scope(config):
+    with runs.locked(run_dir), distribution_scope(config):
+        runs.check_run_dir(run_dir, overwrite)  # again, now that no one else can write
+        runs.clear(run_dir)  # the run is incomplete until metrics.json comes back
         runs.write_config(run_dir, config, dataset.identity,
                           fit_settings(config, len(dataset.x_train)))
         return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {},
@@ -108,6 +108,12 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
     one. The resumed run ends with the same weights as an uninterrupted one.
     """
     run_dir = Path(run_dir)
+    runs.read_run_config(run_dir)  # a run folder, before the lock file is made in it
+    with runs.locked(run_dir):
+        return _resume_locked(run_dir, overrides, verbose, arrays)
+
+
+def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays) -> dict:
     config = runs.read_run_config(run_dir)
     for key, value in (overrides or {}).items():
         if getattr(config, key) != getattr(dataclasses.replace(config, **{key: value}), key):
@@ -115,6 +121,7 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
                              f"the run's {getattr(config, key)!r}")
     if runs.is_complete(run_dir):
         raise UsageError(f"--resume {run_dir}: the run is already complete")
+    runs.remove_temporaries(run_dir)
     data = as_dataset(arrays)
     if data is None:
         data = runs.load_run_data(run_dir, config)
