@@ -42,7 +42,7 @@ def peak_mb() -> float:
 def load():
     import vaelab  # noqa: F401  (selects the JAX backend)
     from vaelab.config import TrainConfig
-    from vaelab.training import run_dataset
+    from vaelab.preflight import run_dataset
 
     return TrainConfig, run_dataset
 

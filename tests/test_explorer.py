@@ -96,3 +96,21 @@ def test_page_in_headless_chromium(run_dir):
     assert len(found["encoding"]) == 4        # the drawing was encoded ...
     assert found["recon_sum"] > 0             # ... and reconstructed
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("side", [28, 20, 7, 224, 300])
+def test_drawing_is_downsampled_for_any_image_side(tmp_path, side):
+    """The page's drawing canvas (224 pixels) averaged to side x side: block means, no NaN."""
+    require(shutil.which("node"), "node")
+    width = 224
+    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_downsample.js"),
+                           str(explorer.CORE_JS), str(width), str(side)],
+                          capture_output=True, text=True, check=True, timeout=60)
+    pixels = np.array(json.loads(done.stdout)).reshape(side, side)
+    canvas = (np.arange(width * width) % 256).reshape(width, width) / 255
+    edges = [round(k * width / side) for k in range(side + 1)]
+    expected = np.array([[canvas[edges[r]:max(edges[r + 1], edges[r] + 1),
+                                 edges[c]:max(edges[c + 1], edges[c] + 1)].mean()
+                          for c in range(side)] for r in range(side)])
+    assert np.isfinite(pixels).all()
+    np.testing.assert_allclose(pixels, expected, atol=1e-12)

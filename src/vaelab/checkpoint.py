@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from vaelab import interrupts, runs
+from vaelab.config import UsageError
 from vaelab.models import sampling_layers
 
 FOLDER = runs.CHECKPOINT  # inside a run folder
@@ -67,18 +68,47 @@ def restore_seed_states(model: keras.Model, states: list) -> None:
     """Put saved seed-generator states back into the model's sampling layers."""
     layers = sampling_layers(model)
     if len(layers) != len(states):
-        raise ValueError(f"checkpoint has {len(states)} seed states, model has {len(layers)} "
-                         f"sampling layers")
+        raise UsageError(f"the checkpoint has {len(states)} seed states, its model has "
+                         f"{len(layers)} sampling layers; start the run again with --overwrite")
     for layer, state in zip(layers, states):
         variable = layer.seed_generator.state
-        variable.assign(np.asarray(state, dtype=variable.dtype))
+        try:
+            value = np.asarray(state, dtype=variable.dtype)
+            if value.shape != tuple(variable.shape):
+                raise ValueError(f"shape {value.shape}")
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise UsageError(f"the checkpoint's seed state {state!r} is not usable ({exc}); "
+                             f"start the run again with --overwrite") from None
+        variable.assign(value)
 
 
 def read_state(run_dir) -> dict | None:
-    """The checkpoint's ``state.json``, or ``None`` when no epoch has been checkpointed."""
+    """The checkpoint's ``state.json``, or ``None`` when no epoch has been checkpointed;
+    ``UsageError`` when it is damaged (truncated, not an object, a key missing or wrong)."""
     path = Path(run_dir) / FOLDER / "state.json"
-    return runs.read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        state = runs.read_json(path)
+    except (OSError, ValueError) as exc:
+        raise _damaged(path, str(exc)) from None
+    expected = {"epochs_done": int, "model": str, "seed_states": list, "history": dict}
+    if not isinstance(state, dict):
+        raise _damaged(path, "not a JSON object")
+    for key, kind in expected.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise _damaged(path, f"{key!r} is missing or not a {kind.__name__}")
+    if state["epochs_done"] < 1 or Path(state["model"]).name != state["model"]:
+        raise _damaged(path, "epochs_done or model out of range")
+    history = state["history"]
+    if not all(isinstance(v, list) and len(v) == state["epochs_done"] for v in history.values()):
+        raise _damaged(path, "history rows do not match epochs_done")
+    return state
+
+
+def _damaged(path: Path, why: str):
+    return UsageError(f"{path} is damaged ({why}); start the run again with --overwrite")
 
 
 def load_checkpoint_model(run_dir, state: dict) -> keras.Model:
-    return keras.models.load_model(Path(run_dir) / FOLDER / state["model"], safe_mode=True)
+    return runs.load_model(Path(run_dir) / FOLDER / state["model"])

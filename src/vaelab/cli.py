@@ -59,7 +59,7 @@ def _train(args) -> None:
 
     given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
     verbose = not args.quiet
-    if args.resume:
+    if args.resume is not None:
         if args.out or args.overwrite:
             raise UsageError("--resume continues the run in RUN_DIR; --out and --overwrite do not apply")
         training.resume(args.resume, overrides=given, verbose=verbose)
@@ -72,13 +72,13 @@ def _evaluate(args) -> None:
     from vaelab import evaluation
 
     evaluation.evaluate(args.run_dir, k=args.k, data_dir=args.data_dir, verbose=not args.quiet,
-                        test_size=args.test_size)
+                        test_size=args.test_size, force=args.force)
 
 
 def _tutorial_build(args) -> None:
     from vaelab import tutorial
 
-    paths = tutorial.build(args.out, args.source)
+    paths = tutorial.build(args.out, args.source, overwrite=args.overwrite)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
 
@@ -102,6 +102,13 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
+
+
+def _path(text: str) -> str:
+    """A file or folder argument: an empty string is refused, not read as the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, received {text!r}")
+    return text
 
 
 def _float(text: str) -> float:
@@ -136,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fetch", help="put verified MNIST in the user cache (no-op when it is there)")
     fetch.set_defaults(func=_data_fetch)
     info = data_commands.add_parser("info", help="counts, label histogram and checksum status")
-    info.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: the cache)")
+    info.add_argument("--data-dir", type=_path,
+                       help="a folder of MNIST-format IDX files (default: the cache)")
     info.set_defaults(func=_data_info)
 
     train = commands.add_parser(
@@ -160,14 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "or constant:WEIGHT")
     train.add_argument("--learning-rate", type=_float, help="Adam's (default 0.001)")
     train.add_argument("--seed", type=_int, help="default 0")
-    train.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: verified MNIST)")
+    train.add_argument("--data-dir", type=_path,
+                       help="a folder of MNIST-format IDX files (default: verified MNIST)")
     train.add_argument("--train-size", type=_int, help="use only the first N training images")
     train.add_argument("--test-size", type=_int, help="use only the first N test images")
     train.add_argument("--distribute", action="store_const", const=True,
                        help="data-parallel training over all local devices (JAX backend)")
-    train.add_argument("--out", help="run folder (default runs/<timestamp>)")
+    train.add_argument("--out", type=_path,
+                       help="run folder (default runs/<timestamp>)")
     train.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
-    train.add_argument("--resume", metavar="RUN_DIR",
+    train.add_argument("--resume", metavar="RUN_DIR", type=_path,
                        help="continue an interrupted run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     train.set_defaults(func=_train)
@@ -176,12 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="ELBO, IWAE likelihood and latent diagnostics of a finished run",
         description="Writes evaluation.json into RUN_DIR: ELBO, IWAE NLL with k samples per "
                     "image, KL, KL per dimension, active units, mutual information.")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", type=_path)
     evaluate.add_argument("--k", type=_int, default=5000, help="importance samples per image "
                                                                "(default 5000)")
-    evaluate.add_argument("--data-dir", help="a folder of MNIST-format IDX files "
+    evaluate.add_argument("--data-dir", type=_path,
+                       help="a folder of MNIST-format IDX files "
                                              "(default: the run's data)")
     evaluate.add_argument("--test-size", type=_int, help="use only the first N test images")
+    evaluate.add_argument("--force", action="store_true",
+                          help="run a --k above 5000 (it prints its estimated time otherwise)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_evaluate)
 
@@ -189,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
         "explore", help="write an interactive latent-space page for a finished run",
         description="Writes one self-contained HTML page (weights embedded, no network needed): "
                     "latent sliders, drawing a digit to encode it, interpolation.")
-    explore.add_argument("run_dir", metavar="RUN_DIR")
-    explore.add_argument("--out", help="the page to write (default RUN_DIR/explorer.html)")
-    explore.add_argument("--data-dir", help="a folder of the run's data (default: the data the "
+    explore.add_argument("run_dir", metavar="RUN_DIR", type=_path)
+    explore.add_argument("--out", type=_path,
+                       help="the page to write (default RUN_DIR/explorer.html)")
+    explore.add_argument("--data-dir", type=_path,
+                       help="a folder of the run's data (default: the data the "
                                             "run recorded; needed for runs trained on arrays)")
     explore.set_defaults(func=_explore)
 
@@ -202,19 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="write the student and solution versions",
         description="Writes DIR/solution/lab11.py (exercise markers removed) and "
                     "DIR/student/lab11.py (each exercise replaced by its TODO hint).")
-    tutorial_build.add_argument("--out", default="build/tutorial", help="default build/tutorial")
-    tutorial_build.add_argument("--source", help="a marked tutorial (default: the lab, shipped with vaelab)")
+    tutorial_build.add_argument("--out", default="build/tutorial", type=_path,
+                                help="default build/tutorial")
+    tutorial_build.add_argument("--overwrite", action="store_true",
+                                help="replace a student copy that has been edited")
+    tutorial_build.add_argument("--source", type=_path,
+                       help="a marked tutorial (default: the lab, shipped with vaelab)")
     tutorial_build.set_defaults(func=_tutorial_build)
 
     lab = commands.add_parser(
         "lab", help="run the whole VAE lab and write report.md and report.html",
         description="The lab in order: the custom-dense classifier, the VAE with KL/784, the "
                     "same without /784 (mode collapse), and KL annealing with and without /784.")
-    lab.add_argument("--out", default="runs/lab", help="folder for the runs and reports "
+    lab.add_argument("--out", default="runs/lab", type=_path, help="folder for the runs and reports "
                                                        "(default runs/lab)")
     lab.add_argument("--quick", action="store_true",
                      help="a small subset and few epochs: the same pipeline in about a minute")
-    lab.add_argument("--data-dir", help="a folder of MNIST-format IDX files (default: verified MNIST)")
+    lab.add_argument("--data-dir", type=_path,
+                       help="a folder of MNIST-format IDX files (default: verified MNIST)")
     lab.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
     lab.set_defaults(func=_lab)

@@ -17,6 +17,9 @@ class UsageError(ValueError):
     """A value given on the command line or to the API is not usable."""
 
 
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' global seeds are 32-bit
+
+
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""
 
@@ -25,7 +28,7 @@ def parse_kl_scale(text) -> float:
     """``"1/784"``, ``"0.5"`` or a number → a positive finite float."""
     try:
         value = float(Fraction(text)) if isinstance(text, str) else float(text)
-    except (ValueError, ZeroDivisionError, TypeError):
+    except (ValueError, ZeroDivisionError, TypeError, OverflowError):
         raise UsageError(f"--kl-scale must be a positive number or fraction such as 1/784, "
                          f"received {text!r}") from None
     if not math.isfinite(value) or value <= 0:
@@ -82,8 +85,10 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a non-negative integer, received {value!r}")
         for name in ("train_size", "test_size"):
             _positive_int(name.replace("_", "-"), getattr(self, name), allow_none=True)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, received {self.seed!r}")
+        if (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                or not 0 <= self.seed <= MAX_SEED):
+            raise UsageError(f"seed must be a non-negative integer, at most {MAX_SEED} "
+                             f"(2**32 - 1), received {self.seed!r}")
         if self.likelihood not in likelihoods.LIKELIHOODS:
             raise UsageError(f"likelihood must be one of {', '.join(likelihoods.LIKELIHOODS)}, "
                              f"received {self.likelihood!r}")
@@ -121,6 +126,11 @@ class TrainConfig:
         if self.schedule is not None:
             return schedules.parse_schedule(self.schedule, self.epochs)
         return None
+
+    def kl_weights(self) -> list[float]:
+        """The KL weight of each epoch, 1..epochs."""
+        schedule = self.kl_schedule()
+        return [1.0 if schedule is None else float(schedule(e)) for e in range(1, self.epochs + 1)]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -49,8 +49,17 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
     return values, arrays
 
 
+MAX_K = 5000              # importance samples per image without --force
+SECONDS_PER_IMAGE = 0.025  # measured at k = 5000 for the lab's model on a 2-core CPU
+
+
+def estimated_seconds(k: int, images: int) -> float:
+    """IWAE's time, from the lab model's measured pace (linear in k and in images)."""
+    return SECONDS_PER_IMAGE * images * k / MAX_K
+
+
 def evaluate(run_dir, k: int = 5000, data_dir: str | None = None, verbose: bool = True,
-             test_size: int | None = None, seed: int = 0) -> dict:
+             test_size: int | None = None, seed: int = 0, force: bool = False) -> dict:
     """Evaluate a complete run on its test set and write ``evaluation.json``
     (holding the run folder's lock meanwhile)."""
     run_dir = Path(run_dir)
@@ -58,11 +67,11 @@ def evaluate(run_dir, k: int = 5000, data_dir: str | None = None, verbose: bool 
         raise UsageError(f"run folder {run_dir} does not exist")
     runs.read_run_config(run_dir)  # a run folder, before the lock file is made in it
     with runs.locked(run_dir):
-        return _evaluate(run_dir, k, data_dir, verbose, test_size, seed)
+        return _evaluate(run_dir, k, data_dir, verbose, test_size, seed, force)
 
 
 def _evaluate(run_dir: Path, k: int, data_dir: str | None, verbose: bool,
-              test_size: int | None, seed: int) -> dict:
+              test_size: int | None, seed: int, force: bool) -> dict:
     config: TrainConfig = runs.read_run_config(run_dir)
     runs.require_complete(run_dir)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -73,6 +82,10 @@ def _evaluate(run_dir: Path, k: int, data_dir: str | None, verbose: bool,
     dataset = full.select(None, test_size or config.test_size, config.model_likelihood,
                           config.test_binarization_seed)
     x = dataset.x_test
+    if k > MAX_K and not force:
+        minutes = estimated_seconds(k, len(x)) / 60
+        raise UsageError(f"--k {k} is above {MAX_K}: about {minutes:.0f} min for {len(x)} test "
+                         f"images on a 2-core CPU (the lab's model); pass --force to run it")
     likelihood = vae.likelihood
     variance = config.decoder_variance(dataset.input_dim)
     started = time.perf_counter()

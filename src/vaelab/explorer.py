@@ -125,6 +125,8 @@ def write_explorer(run_dir, vae=None, dataset=None, out=None, encoded=None,
     folder when not given; ``data_dir`` supplies the run's data from another folder.
     """
     run_dir = Path(run_dir)
+    if out is not None:
+        runs.check_output_file(out)
     if dataset is not None and vae is not None:  # a run being written (training holds its lock)
         return _write(run_dir, vae, dataset, out, encoded)
     config = runs.read_run_config(run_dir)  # a run folder, before the lock file is made in it

@@ -94,11 +94,17 @@ def side_by_side(images, titles, path, title="") -> None:
 
 
 def latent_scatter(means, labels, path, title="") -> None:
-    """Encoder means projected to 2-D by PCA, coloured by digit."""
+    """Encoder means projected to 2-D by PCA, coloured by label (any number of classes:
+    ten or fewer get tab10, up to twenty tab20, more a continuous map)."""
     xy = pca_2d(np.asarray(means, dtype=np.float64))
+    labels = np.asarray(labels)
+    classes = max(int(labels.max()) + 1, 10) if labels.size else 10
+    cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "viridis"
     fig, ax = _subplots(1, 1, (5, 4.2))
-    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
-    fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
+    scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=2, vmin=-0.5,
+                         vmax=classes - 0.5)
+    ticks = range(classes) if classes <= 20 else None
+    fig.colorbar(scatter, ax=ax, ticks=ticks, label="digit" if classes == 10 else "label")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title or "encoder means (PCA)", fontsize=9)

@@ -14,6 +14,7 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -57,8 +58,20 @@ def write_text(path, text: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
+def _finite(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path, values: dict) -> None:
-    write_text(path, json.dumps(values, indent=2, sort_keys=False) + "\n")
+    """Strict JSON: a NaN or infinity is written as ``null``."""
+    write_text(path, json.dumps(_finite(values), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path) -> dict:
@@ -98,9 +111,10 @@ def read_history_csv(path) -> dict[str, np.ndarray]:
 def is_complete(run_dir) -> bool:
     path = Path(run_dir) / "metrics.json"
     try:
-        return bool(read_json(path).get("complete"))
+        values = read_json(path)
     except (OSError, ValueError):
         return False
+    return isinstance(values, dict) and values.get("complete") is True
 
 
 # --------------------------------------------------------------------------
@@ -175,6 +189,13 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
             raise UsageError(f"--out {run_dir} cannot be created ({parent} is not a writable folder)")
 
 
+def make_run_dir(run_dir) -> None:
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {run_dir} cannot be created: {exc.strerror}") from None
+
+
 def environment() -> dict:
     """Versions and devices: vaelab, Keras, its backend, Python (and JAX's devices)."""
     info = {"vaelab": vaelab.__version__, "keras": keras.__version__,
@@ -211,6 +232,8 @@ def read_config(run_dir) -> dict:
 def read_run_config(run_dir) -> TrainConfig:
     """The config a VAE run folder was made with; ``UsageError`` if it is not one."""
     values = read_config(run_dir)
+    if values.get("model", "vae") != "vae":
+        raise UsageError(f"{run_dir} is a {values['model']} run, not a VAE run")
     try:
         return TrainConfig.from_dict(values)
     except (ValueError, TypeError) as exc:
@@ -228,10 +251,39 @@ def save_model(run_dir, model) -> None:
         model.save(tmp)
 
 
+def load_model(path) -> keras.Model:
+    """``keras.models.load_model`` in safe mode; ``UsageError`` for a missing or damaged file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} is missing")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as exc:  # Keras raises many kinds for a damaged file  # noqa: BLE001
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{path} cannot be read as a Keras model ({reason})") from None
+
+
+def check_output_file(path, option: str = "--out") -> Path:
+    """A file about to be written: its folder must exist and be writable, and it must not
+    be a folder itself. Returns the path."""
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise UsageError(f"{option} must name a file, received {str(path)!r}")
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; name the file to write")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        what = "does not exist" if not parent.exists() else "is not a folder"
+        raise UsageError(f"{option} {path}: {parent} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {parent} is not writable")
+    return path
+
+
 def load_vae(run_dir, input_dim: int | None = None):
     """The run's VAE (``model.keras``, safe mode), checked against the data's image size."""
     path = Path(run_dir) / "model.keras"
-    model = keras.models.load_model(path, safe_mode=True)
+    model = load_model(path)
     try:
         vae = VAE.from_model(model)
     except ValueError as exc:

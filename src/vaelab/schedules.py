@@ -40,8 +40,14 @@ def cyclical(epoch: int, total_epochs: int, cycles: int = 4, ratio: float = 0.5)
 
 
 def sigmoid(epoch: int, center: float = 10.0, steepness: float = 1.0) -> float:
-    """Logistic annealing (Bowman et al., 2016): ``1 / (1 + exp(−steepness · (epoch − center)))``."""
-    return 1.0 / (1.0 + math.exp(-steepness * (epoch - center)))
+    """Logistic annealing (Bowman et al., 2016): ``1 / (1 + exp(−steepness · (epoch − center)))``.
+
+    Computed so that no ``exp`` overflows, however steep the curve.
+    """
+    t = steepness * (epoch - center)
+    if t >= 0:
+        return 1.0 / (1.0 + math.exp(-t))
+    return math.exp(t) / (1.0 + math.exp(t))
 
 
 def _number(text: str, kind, what: str, spec: str):

@@ -17,41 +17,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from vaelab import checkpoint, evaluation, explorer, interrupts, plots, runs
+from vaelab import checkpoint, evaluation, explorer, interrupts, plots, preflight, runs
 from vaelab.callbacks import Binarize, CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
 from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.devices import check_divisible, distribution_scope
 from vaelab.fit import fit_settings, fit_vae, validation_batch_size
 from vaelab.models import VAE, build_vae, compile_vae
+from vaelab.preflight import as_dataset, run_dataset
 
 HISTORY_COLUMNS = ["loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units",
                    "heldout_kl"]
-
-
-def run_dataset(config: TrainConfig, data: Dataset | None = None) -> Dataset:
-    """The run's data: ``data`` (e.g. arrays passed in Python) or ``config.data_dir``,
-    cut to the configured sizes and prepared for the likelihood."""
-    if data is None:
-        data = Dataset.load(config.data_dir)
-    dataset = data.select(config.train_size, config.test_size, config.model_likelihood,
-                          config.test_binarization_seed)
-    n_train = len(dataset.x_train)
-    if config.batch_size > n_train:
-        raise UsageError(f"batch-size {config.batch_size} is larger than the {n_train} training images")
-    if n_train <= config.lab_image:
-        raise UsageError(f"need at least {config.lab_image + 1} training images, received {n_train}")
-    return dataset
-
-
-def as_dataset(arrays) -> Dataset | None:
-    """A :class:`Dataset` from ``((x_train, y_train), (x_test, y_test))`` (or a Dataset)."""
-    if arrays is None or isinstance(arrays, Dataset):
-        return arrays
-    try:
-        return Dataset.from_arrays(arrays)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: bool = True,
@@ -77,12 +53,17 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
     run_dir = Path(run_dir)
     runs.check_run_dir(run_dir, overwrite)
     dataset = run_dataset(config, as_dataset(arrays))
+    if config.data_dir is not None:  # recorded as an absolute path
+        config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).absolute()))
     config = config.for_data(dataset.input_dim)
+    preflight.check_memory(config, dataset.input_dim)
     distribution_scope(config)  # refuse --distribute where it cannot work, before writing
     if config.distribute:
         check_divisible(config, len(dataset.x_train), len(dataset.x_test),
                         validation_batch_size(config))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if verbose:
+        preflight.warn(config, dataset)
+    runs.make_run_dir(run_dir)
     with runs.locked(run_dir), distribution_scope(config):
         runs.check_run_dir(run_dir, overwrite)  # again, now that no one else can write
         runs.clear(run_dir)  # the run is incomplete until metrics.json comes back

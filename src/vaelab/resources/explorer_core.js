@@ -54,4 +54,19 @@ function makeModel(spec) {
   };
 }
 
-if (typeof module !== "undefined") module.exports = { b64ToFloat32, dense, makeModel };
+// rgba: a square canvas's RGBA bytes, width W -> side*side pixels in [0, 1] (red channel).
+// Each image pixel averages the block of canvas pixels it covers; blocks differ by at most
+// one pixel in size when W is not a multiple of side.
+function downsample(rgba, W, side) {
+  const edge = (k) => Math.round((k * W) / side);
+  const x = new Float64Array(side * side);
+  for (let r = 0; r < side; r++) for (let c = 0; c < side; c++) {
+    let s = 0, n = 0;
+    for (let i = edge(r); i < Math.max(edge(r + 1), edge(r) + 1); i++)
+      for (let j = edge(c); j < Math.max(edge(c + 1), edge(c) + 1); j++) { s += rgba[4 * (i * W + j)]; n++; }
+    x[r * side + c] = s / (255 * n);
+  }
+  return x;
+}
+
+if (typeof module !== "undefined") module.exports = { b64ToFloat32, dense, makeModel, downsample };

@@ -1,0 +1,83 @@
+"""Checks before a run starts: usable data, a model that fits in memory, and warnings.
+
+Everything here runs before anything is written, so a refused run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from vaelab.config import TrainConfig, UsageError
+from vaelab.data import Dataset
+
+MIN_TEST_IMAGES = 2           # the collapse verdict is a variance over test images
+FEW_TEST_IMAGES = 100         # below this the verdict is noisy: a warning
+BYTES_PER_PARAMETER = 4 * 4   # float32 weight, gradient and Adam's two moments
+MEMORY_SHARE = 0.8            # of the machine's memory a model may take
+
+
+def run_dataset(config: TrainConfig, data: Dataset | None = None) -> Dataset:
+    """The run's data: ``data`` (e.g. arrays passed in Python) or ``config.data_dir``,
+    cut to the configured sizes and prepared for the likelihood; ``UsageError`` when a
+    run cannot use them."""
+    if data is None:
+        data = Dataset.load(config.data_dir)
+    shape = data.image_shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise UsageError(f"images must be square for the figures and the explorer, these are "
+                         f"{'x'.join(map(str, shape))}")
+    dataset = data.select(config.train_size, config.test_size, config.model_likelihood,
+                          config.test_binarization_seed)
+    n_train, n_test = len(dataset.x_train), len(dataset.x_test)
+    if config.batch_size > n_train:
+        raise UsageError(f"batch-size {config.batch_size} is larger than the {n_train} training images")
+    if n_train <= config.lab_image:
+        raise UsageError(f"need at least {config.lab_image + 1} training images, received {n_train}")
+    if n_test < MIN_TEST_IMAGES:
+        raise UsageError(f"need at least {MIN_TEST_IMAGES} test images for the collapse verdict "
+                         f"(a variance over images), received {n_test}")
+    return dataset
+
+
+def as_dataset(arrays) -> Dataset | None:
+    """A :class:`Dataset` from ``((x_train, y_train), (x_test, y_test))`` (or a Dataset)."""
+    if arrays is None or isinstance(arrays, Dataset):
+        return arrays
+    try:
+        return Dataset.from_arrays(arrays)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parameters(config: TrainConfig, input_dim: int) -> int:
+    """Weights of the MLP VAE: ``D·H + H + 2(H·L + L) + L·H + H + H·D + D``."""
+    d, h, latent = input_dim, config.hidden_dim, config.latent_dim
+    return d * h + h + 2 * (h * latent + latent) + latent * h + h + h * d + d
+
+
+def memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(config: TrainConfig, input_dim: int) -> None:
+    """Refuse a model whose weights, gradients and optimizer state cannot fit in memory."""
+    needed = parameters(config, input_dim) * BYTES_PER_PARAMETER
+    available = memory_bytes()
+    if needed > MEMORY_SHARE * available:
+        raise UsageError(
+            f"hidden-dim {config.hidden_dim} and latent-dim {config.latent_dim} need about "
+            f"{needed / 2**30:.1f} GiB for weights, gradients and Adam's state; this machine "
+            f"has {available / 2**30:.1f} GiB")
+
+
+def warn(config: TrainConfig, dataset: Dataset) -> None:
+    """One line on standard error for each setting that will not do what it seems to."""
+    weights = config.kl_weights()
+    if all(w == 0 for w in weights):
+        print(f"warning: the KL weight is 0 in every one of the {config.epochs} epoch(s) "
+              f"({config.anneal or config.schedule}): the KL term is never trained",
+              file=sys.stderr)
+    if len(dataset.x_test) < FEW_TEST_IMAGES:
+        print(f"warning: the collapse verdict uses only {len(dataset.x_test)} test images "
+              f"(at least {FEW_TEST_IMAGES} give a steady one)", file=sys.stderr)
