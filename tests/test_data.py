@@ -1,3 +1,4 @@
+import gzip
 import hashlib
 import os
 import shutil
@@ -244,3 +245,13 @@ def test_real_mnist(mnist):
                                   [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
     np.testing.assert_array_equal(y_train[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
     assert all(s == "ok" for s in data.checksum_status(data.cache_dir()).values())
+
+
+def test_mnist_stored_as_gz_only_is_reported_as_verified(fake_mnist, tmp_path, capsys):
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    for path in fake_mnist.iterdir():
+        (packed / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    assert data.checksum_status(packed) == {name: "ok" for name in sources.MNIST_SHA256}
+    assert cli.main(["data", "info", "--data-dir", str(packed)]) == 0
+    assert "checksums:     verified MNIST (all four SHA-256 match)" in capsys.readouterr().out

@@ -114,3 +114,9 @@ def test_drawing_is_downsampled_for_any_image_side(tmp_path, side):
                           for c in range(side)] for r in range(side)])
     assert np.isfinite(pixels).all()
     np.testing.assert_allclose(pixels, expected, atol=1e-12)
+
+
+def test_run_names_are_html_escaped():
+    page = explorer.render_html({"x": 1}, "vaelab explorer: <b>&run</b>")
+    assert "<title>vaelab explorer: &lt;b&gt;&amp;run&lt;/b&gt;</title>" in page
+    assert "<b>&run</b>" not in page

@@ -75,7 +75,10 @@ def test_sigint_mid_epoch_keeps_the_checkpoint_and_resume_is_exact(tmp_path, dat
     assert runs.read_json(stopped / "checkpoint" / "state.json")["epochs_done"] == 2
     assert not (stopped / "metrics.json").exists() and temporaries(stopped) == []
 
+    stale = stopped / ".history.x1y2.tmp.csv"  # as a SIGKILL in the middle of a write leaves
+    stale.write_bytes(b"half a model")
     assert cli.main(["train", "--resume", str(stopped), "--quiet"]) == 0
+    assert temporaries(stopped) == []
     straight = tmp_path / "straight"
     assert cli.main(cli_args(data_dir, straight, SMALL)) == 0
     resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (stopped, straight))

@@ -19,3 +19,12 @@ def test_pca_2d_recovers_the_leading_directions():
 def test_image_helpers_reject_non_square(tmp_path):
     with pytest.raises(ValueError, match="expected square images, received 10 pixels"):
         plots.image_grid(np.zeros((2, 10)), tmp_path / "g.png")
+
+
+def test_latent_scatter_colours_labels_above_nine(tmp_path):
+    """Twenty classes get tab20, more a continuous map; the figure is written either way."""
+    rng = np.random.default_rng(0)
+    for classes in (20, 40):
+        path = tmp_path / f"latent-{classes}.png"
+        plots.latent_scatter(rng.normal(size=(200, 3)), rng.integers(0, classes, 200), path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,6 +7,7 @@ compilation cache, and registers every Keras class vaelab defines: after
 """
 
 import os
+import tempfile
 
 from vaelab.paths import user_cache_dir as user_cache_dir
 
@@ -17,12 +18,16 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # `vaelab train`), which saves about 5 s of XLA compilation per run on a 2-core CPU.
 # JAX_COMPILATION_CACHE_DIR picks another folder; an empty value turns the cache off.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    try:  # an unusable XDG_CACHE_HOME (a file, read-only) just means no compilation cache
+    try:
         os.makedirs(os.path.join(user_cache_dir(), "jax"), exist_ok=True)
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(user_cache_dir(), "jax")
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     except OSError:
-        pass
+        # An unusable XDG_CACHE_HOME (a file, read-only) means no compilation cache, and
+        # Matplotlib (which Keras imports) would print a warning of several lines about its
+        # own cache there: give it a temporary folder, as it would make itself.
+        if "MPLCONFIGDIR" not in os.environ:
+            os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="vaelab-matplotlib-")
 
 # Torch's CPU thread count, when asked for. Measured on a 2-core machine (lab model,
 # batch 32, 300 steps): 1 thread 5.8-6.4 s, 2 threads 5.2-5.3 s; a 32-unit model showed

@@ -95,9 +95,11 @@ def build(out_dir, source=None, overwrite: bool = False) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paths = {kind: out_dir / kind / source.name for kind in versions}
     for kind, path in paths.items():
-        for folder in (out_dir, path.parent):
-            if folder.exists() and not folder.is_dir():
-                raise UsageError(f"--out {out_dir}: {folder} exists and is not a folder")
+        for folder in (path.parent, *path.parent.parents):  # the nearest existing folder up
+            if folder.exists():
+                if not folder.is_dir():
+                    raise UsageError(f"--out {out_dir}: {folder} exists and is not a folder")
+                break
         if path.is_dir():
             raise UsageError(f"--out {out_dir}: {path} is a folder")
     student = paths["student"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.data.idx import idx_digests, load_idx_dir, to_vectors
+from vaelab.data.idx import DataError, idx_digests, load_idx_dir, to_vectors
 from vaelab.data.sources import MNIST_SHA256, resolve_data_dir
 
 
@@ -109,7 +109,10 @@ class Dataset:
         files = idx_digests(folder)
         name = "mnist" if files == MNIST_SHA256 else None
         path = None if name == "mnist" and origin != "explicit folder" else str(Path(folder).absolute())
-        return cls.from_arrays(arrays, {"name": name, "path": path, "files": files})
+        try:
+            return cls.from_arrays(arrays, {"name": name, "path": path, "files": files})
+        except ValueError as exc:
+            raise DataError(f"{folder}: {exc}") from None
 
     def select(self, train_size: int | None, test_size: int | None, likelihood,
                seed: int = 0) -> "Dataset":

@@ -128,7 +128,7 @@ def to_vectors(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected images of shape (n, height, width), received shape {x.shape}")
     if x.dtype != np.uint8:
         raise ValueError(f"expected uint8 images in 0..255, received dtype {x.dtype}")
-    return x.reshape(x.shape[0], -1).astype(np.float32) / np.float32(255.0)
+    return x.reshape(x.shape[0], x.shape[1] * x.shape[2]).astype(np.float32) / np.float32(255.0)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
