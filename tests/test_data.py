@@ -9,7 +9,7 @@ from conftest import make_idx_dir, write_idx
 
 from vaelab import cli, data
 from vaelab.data import idx, sources
-from vaelab.data import DataError, Source
+from vaelab.data import DataError, Source, load_idx_dir
 
 
 # ---------------------------------------------------------------- IDX reader
@@ -255,3 +255,41 @@ def test_mnist_stored_as_gz_only_is_reported_as_verified(fake_mnist, tmp_path, c
     assert data.checksum_status(packed) == {name: "ok" for name in sources.MNIST_SHA256}
     assert cli.main(["data", "info", "--data-dir", str(packed)]) == 0
     assert "checksums:     verified MNIST (all four SHA-256 match)" in capsys.readouterr().out
+
+
+def test_fashion_mnist_from_an_installed_debian_folder(tmp_path, monkeypatch):
+    """The Debian source reads the package's .gz files when the package is installed."""
+    shipped = tmp_path / "usr-share"
+    make_idx_dir(shipped, n_train=6, n_test=3, side=4, gz=True)
+    raw = tmp_path / "raw"
+    make_idx_dir(raw, n_train=6, n_test=3, side=4)
+    digests = {name: hashlib.sha256((raw / name).read_bytes()).hexdigest()
+               for name in sources.FASHION_MNIST_SHA256}
+    monkeypatch.setattr(sources, "FASHION_MNIST_SHA256", digests)
+    monkeypatch.setattr(sources, "DEBIAN_FOLDER", shipped)
+    cache = tmp_path / "cache"
+    debian = [s for s in sources.default_sources("fashion-mnist") if "Debian" in s.name]
+    assert data.fetch_mnist(cache, debian, dataset="fashion-mnist") == \
+        "Debian package dataset-fashion-mnist"
+    assert data.checksum_status(cache, "fashion-mnist") == {n: "ok" for n in digests}
+    assert data.fetch_mnist(cache, [], dataset="fashion-mnist") == "cache"
+
+
+@pytest.mark.mnist
+def test_fashion_mnist_checksums_are_verified_by_the_projects_fetch(tmp_path, monkeypatch):
+    """Real Fashion-MNIST through the source chain (the mirrors are unreachable here, so
+    Debian's package supplies it): all four pinned SHA-256 match, and the data look right."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    origin = data.fetch_mnist(dataset="fashion-mnist")
+    assert origin in {f"mirror {u}" for u in sources.MIRRORS["fashion-mnist"]} | {
+        "Debian package dataset-fashion-mnist"}
+    folder = data.cache_dir("fashion-mnist")
+    assert data.checksum_status(folder, "fashion-mnist") == {
+        name: "ok" for name in sources.FASHION_MNIST_SHA256}
+    (x_train, y_train), (x_test, y_test) = load_idx_dir(folder)
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert list(y_train[:10]) == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert np.bincount(y_test).tolist() == [1000] * 10
+    from vaelab.data import Dataset
+
+    assert Dataset.load(folder).identity["name"] == "fashion-mnist"

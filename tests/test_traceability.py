@@ -62,7 +62,6 @@ def test_mnist_is_named_with_its_pinned_digests(monkeypatch, tmp_path):
     digests = {name: hashlib.sha256((tmp_path / "m" / name).read_bytes()).hexdigest()
                for name in idx.FILES.values()}
     monkeypatch.setattr(sources, "MNIST_SHA256", digests)
-    monkeypatch.setattr("vaelab.data.dataset.MNIST_SHA256", digests)
     identity = Dataset.load(tmp_path / "m").identity
     assert identity["name"] == "mnist" and identity["files"] == digests
 

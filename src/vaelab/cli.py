@@ -13,20 +13,21 @@ import numpy as np
 
 import vaelab
 from vaelab import data, interrupts
+from vaelab.data.sources import DATASETS, TITLES
 from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 
 
 def _data_fetch(args) -> None:
-    origin = data.fetch_mnist()
-    where = data.cache_dir()
+    origin = data.fetch_mnist(dataset=args.dataset)
+    where, title = data.cache_dir(args.dataset), TITLES[args.dataset]
     if origin == "cache":
-        print(f"MNIST already in {where} (all four SHA-256 checksums verified)")
+        print(f"{title} already in {where} (all four SHA-256 checksums verified)")
     else:
-        print(f"MNIST fetched from {origin} into {where} (all four SHA-256 checksums verified)")
+        print(f"{title} fetched from {origin} into {where} (all four SHA-256 checksums verified)")
 
 
 def _data_info(args) -> None:
-    folder, origin = data.resolve_data_dir(args.data_dir)
+    folder, origin = data.resolve_data_dir(args.data_dir, dataset=args.dataset)
     (x_train, y_train), (x_test, y_test) = data.load_idx_dir(folder)
     print(f"folder:        {folder} ({origin})")
     print(f"train:         {x_train.shape[0]} images of {x_train.shape[1]}x{x_train.shape[2]}")
@@ -35,12 +36,13 @@ def _data_info(args) -> None:
         values, counts = np.unique(labels, return_counts=True)
         histogram = " ".join(f"{v}:{c}" for v, c in zip(values, counts))
         print(f"{(split + ' labels:'):<15}{histogram}")
-    status = data.checksum_status(folder)
+    status = data.checksum_status(folder, args.dataset)
+    title = TITLES[args.dataset]
     if all(s == "ok" for s in status.values()):
-        print("checksums:     verified MNIST (all four SHA-256 match)")
+        print(f"checksums:     verified {title} (all four SHA-256 match)")
     else:
         detail = ", ".join(f"{name} {s}" for name, s in status.items())
-        print(f"checksums:     not verified MNIST ({detail})")
+        print(f"checksums:     not verified {title} ({detail})")
 
 
 def _default_out(prefix: str = "runs") -> str:
@@ -49,7 +51,8 @@ def _default_out(prefix: str = "runs") -> str:
     return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "likelihood", "anneal",
+TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "likelihood",
+                 "dataset", "anneal",
                  "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size",
                  "distribute")
 
@@ -140,9 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data_parser.add_subparsers(dest="data_command", required=True,
                                                metavar="SUBCOMMAND")
     fetch = data_commands.add_parser(
-        "fetch", help="put verified MNIST in the user cache (no-op when it is there)")
+        "fetch", help="put a verified named dataset in the user cache (no-op when it is there)")
+    fetch.add_argument("--dataset", choices=DATASETS, default="mnist", help="default mnist")
     fetch.set_defaults(func=_data_fetch)
     info = data_commands.add_parser("info", help="counts, label histogram and checksum status")
+    info.add_argument("--dataset", choices=DATASETS, default="mnist",
+                      help="the named dataset to show or check against (default mnist)")
     info.add_argument("--data-dir", type=_path,
                        help="a folder of MNIST-format IDX files (default: the cache)")
     info.set_defaults(func=_data_info)
@@ -168,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "or constant:WEIGHT")
     train.add_argument("--learning-rate", type=_float, help="Adam's (default 0.001)")
     train.add_argument("--seed", type=_int, help="default 0")
+    train.add_argument("--dataset", choices=DATASETS,
+                       help="the named dataset: mnist (default) or fashion-mnist")
     train.add_argument("--data-dir", type=_path,
                        help="a folder of MNIST-format IDX files (default: verified MNIST)")
     train.add_argument("--train-size", type=_int, help="use only the first N training images")

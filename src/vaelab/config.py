@@ -11,6 +11,7 @@ import math
 from fractions import Fraction
 
 from vaelab import likelihoods, schedules
+from vaelab.data.sources import DATASETS
 
 
 class UsageError(ValueError):
@@ -67,7 +68,8 @@ class TrainConfig:
     schedule: str | None = None     # "cyclical:C:R", "sigmoid:C:S", "linear:S:D", "constant:W"
     learning_rate: float = 1e-3     # Adam's default, used by the lab
     seed: int = 0                   # seeds weights, noise and shuffling
-    data_dir: str | None = None     # a folder of MNIST-format IDX files; None = verified MNIST
+    dataset: str = "mnist"          # the named dataset ("mnist", "fashion-mnist") when no data_dir
+    data_dir: str | None = None     # a folder of MNIST-format IDX files of any image size
     train_size: int | None = None   # use the first N training images (None = all)
     test_size: int | None = None    # use the first N test images (None = all)
     distribute: bool = False        # data-parallel over all local devices (JAX backend only)
@@ -89,6 +91,9 @@ class TrainConfig:
                 or not 0 <= self.seed <= MAX_SEED):
             raise UsageError(f"seed must be a non-negative integer, at most {MAX_SEED} "
                              f"(2**32 - 1), received {self.seed!r}")
+        if self.dataset not in DATASETS:
+            raise UsageError(f"dataset must be one of {', '.join(DATASETS)}, "
+                             f"received {self.dataset!r}")
         if self.likelihood not in likelihoods.LIKELIHOODS:
             raise UsageError(f"likelihood must be one of {', '.join(likelihoods.LIKELIHOODS)}, "
                              f"received {self.likelihood!r}")

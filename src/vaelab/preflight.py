@@ -22,7 +22,7 @@ def run_dataset(config: TrainConfig, data: Dataset | None = None) -> Dataset:
     cut to the configured sizes and prepared for the likelihood; ``UsageError`` when a
     run cannot use them."""
     if data is None:
-        data = Dataset.load(config.data_dir)
+        data = Dataset.load(config.data_dir, config.dataset)
     shape = data.image_shape
     if len(shape) != 2 or shape[0] != shape[1]:
         raise UsageError(f"images must be square for the figures and the explorer, these are "

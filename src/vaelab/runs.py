@@ -312,7 +312,7 @@ def load_run_data(run_dir, config: TrainConfig, data_dir: str | None = None,
             raise UsageError(f"{run_dir} was trained on arrays passed in Python; pass --data-dir "
                              f"with a folder of the same data")
         data_dir = recorded.get("path") if recorded.get("name") is None else config.data_dir
-    dataset = Dataset.load(data_dir)
+    dataset = Dataset.load(data_dir, recorded.get("name") or config.dataset)
     if check:
         check_run_data(run_dir, dataset)
     return dataset

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.data.idx import DataError, idx_digests, load_idx_dir, to_vectors
-from vaelab.data.sources import MNIST_SHA256, resolve_data_dir
+from vaelab.data.sources import DATASETS, pins, resolve_data_dir
 
 
 class DataMismatch(ValueError):
@@ -101,14 +101,16 @@ class Dataset:
         return cls(x_train, y_train, x_test, y_test, shape, identity)
 
     @classmethod
-    def load(cls, data_dir: str | os.PathLike | None = None) -> "Dataset":
-        """A folder of MNIST-format IDX files, or verified MNIST when ``data_dir`` is ``None``
-        (see :func:`vaelab.data.sources.resolve_data_dir`)."""
-        folder, origin = resolve_data_dir(data_dir)
+    def load(cls, data_dir: str | os.PathLike | None = None,
+             dataset: str = "mnist") -> "Dataset":
+        """A folder of MNIST-format IDX files, or the verified named ``dataset`` when
+        ``data_dir`` is ``None`` (see :func:`vaelab.data.sources.resolve_data_dir`). A folder
+        whose files have a named dataset's pinned SHA-256 is recorded under that name."""
+        folder, origin = resolve_data_dir(data_dir, dataset=dataset)
         arrays = load_idx_dir(folder)
         files = idx_digests(folder)
-        name = "mnist" if files == MNIST_SHA256 else None
-        path = None if name == "mnist" and origin != "explicit folder" else str(Path(folder).absolute())
+        name = next((n for n in DATASETS if files == pins(n)), None)
+        path = None if name is not None and origin != "explicit folder" else str(Path(folder).absolute())
         try:
             return cls.from_arrays(arrays, {"name": name, "path": path, "files": files})
         except ValueError as exc:
