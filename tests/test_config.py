@@ -16,6 +16,7 @@ def test_parse_kl_scale_rejects(text):
 
 def test_format_scale():
     assert format_scale(1 / 784) == "1/784" and format_scale(1.0) == "1" and format_scale(0.3) == "0.3"
+    assert format_scale(1e-310) == "1e-310"  # 1/x overflows (found by tests/test_properties.py)
 
 
 def test_config_defaults_are_the_labs_and_round_trip():

@@ -28,11 +28,14 @@ def require(condition, what):
         pytest.skip(f"{what} is missing; `make test` installs it")
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
-def test_javascript_forward_passes_match_keras(tmp_path, likelihood):
+@pytest.mark.parametrize("likelihood,hidden,activation", [
+    ("gaussian", 64, "relu"), ("bernoulli", 64, "relu"), ("gaussian", (48, 24), "tanh"),
+    ("bernoulli", (32, 16, 8), "gelu")])
+def test_javascript_forward_passes_match_keras(tmp_path, likelihood, hidden, activation):
     require(shutil.which("node"), "node")
     keras.utils.set_random_seed(3)
-    vae = compile_vae(build_vae(hidden_dim=64, latent_dim=5, seed=3, likelihood=likelihood))
+    vae = compile_vae(build_vae(hidden_dim=hidden, latent_dim=5, seed=3, likelihood=likelihood,
+                                activation=activation))
     rng = np.random.default_rng(0)
     x = rng.random((4, 784)).astype(np.float32)
     z = rng.normal(size=(3, 5)).astype(np.float32)
@@ -120,3 +123,19 @@ def test_run_names_are_html_escaped():
     page = explorer.render_html({"x": 1}, "vaelab explorer: <b>&run</b>")
     assert "<title>vaelab explorer: &lt;b&gt;&amp;run&lt;/b&gt;</title>" in page
     assert "<b>&run</b>" not in page
+
+
+def test_every_supported_activation_matches_keras(tmp_path):
+    """The page's activations against Keras' on [-6, 6], to 1e-6 (GELU's erf: 1.5e-7)."""
+    require(shutil.which("node"), "node")
+    from vaelab.config import ACTIVATIONS
+
+    x = np.linspace(-6, 6, 97).astype(np.float32)
+    (tmp_path / "case.json").write_text(json.dumps({"x": x.tolist(), "names": ACTIVATIONS}))
+    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_activations.js"),
+                           str(explorer.CORE_JS), str(tmp_path / "case.json")],
+                          capture_output=True, text=True, check=True, timeout=60)
+    js = json.loads(done.stdout)
+    for name in ACTIVATIONS:
+        expected = keras.ops.convert_to_numpy(keras.activations.get(name)(x))
+        np.testing.assert_allclose(js[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)

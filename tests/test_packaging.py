@@ -90,6 +90,6 @@ def test_import_leaves_the_matplotlib_backend_alone(tmp_path):
 
 def test_options_are_not_matched_by_prefix(capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["train", "--hidden", "200"])
+        cli.main(["train", "--latent", "3"])
     assert exit_.value.code == 2
-    assert "unrecognized arguments: --hidden 200" in capsys.readouterr().err
+    assert "unrecognized arguments: --latent 3" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import numpy as np
 import vaelab
 from vaelab import data, interrupts
 from vaelab.data.sources import DATASETS, TITLES
-from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
+from vaelab.config import ACTIVATIONS, MODELS, NonFiniteLoss, TrainConfig, UsageError
 
 
 def _data_fetch(args) -> None:
@@ -51,8 +51,8 @@ def _default_out(prefix: str = "runs") -> str:
     return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale", "likelihood",
-                 "dataset", "anneal",
+TRAIN_OPTIONS = ("epochs", "batch_size", "model", "hidden_dim", "activation", "latent_dim", "kl_scale",
+                 "likelihood", "dataset", "anneal",
                  "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size",
                  "distribute")
 
@@ -60,6 +60,10 @@ TRAIN_OPTIONS = ("epochs", "batch_size", "hidden_dim", "latent_dim", "kl_scale",
 def _train(args) -> None:
     from vaelab import training
 
+    if args.hidden is not None:
+        if args.hidden_dim is not None:
+            raise UsageError("give --hidden or --hidden-dim, not both")
+        args.hidden_dim = args.hidden
     given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
     verbose = not args.quiet
     if args.resume is not None:
@@ -114,6 +118,20 @@ def _path(text: str) -> str:
     return text
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``--hidden 512`` or ``--hidden 200,200``: positive integer widths, comma separated."""
+    parts = text.split(",")
+    try:
+        widths = tuple(int(p) for p in parts)
+    except ValueError:
+        widths = ()
+    if not text.strip() or not widths or any(w <= 0 for w in widths):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integer widths separated by commas (e.g. 512 or 200,200), "
+            f"received {text!r}")
+    return widths
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -159,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "model.keras, metrics.json and figures into a run folder.")
     train.add_argument("--epochs", type=_int, help="passes over the data (default 2)")
     train.add_argument("--batch-size", type=_int, help="default 32")
-    train.add_argument("--hidden-dim", type=_int, help="default 512")
+    train.add_argument("--model", choices=MODELS,
+                       help="the encoder and decoder: mlp (the lab's, default)")
+    train.add_argument("--hidden", type=_widths, metavar="W[,W…]",
+                       help="hidden widths of the MLP encoder, mirrored in the decoder "
+                            "(default 512; 200,200 is two hidden layers)")
+    train.add_argument("--hidden-dim", type=_int, help="one hidden width (same as --hidden W)")
+    train.add_argument("--activation", choices=ACTIVATIONS, metavar="NAME",
+                       help="of the hidden layers, a Keras activation (default relu): "
+                            + ", ".join(ACTIVATIONS))
     train.add_argument("--latent-dim", type=_int, help="default 32")
     train.add_argument("--kl-scale",
                        help="multiplies the KL; a fraction or a number (default 1/784 for the "

@@ -20,6 +20,17 @@ class UsageError(ValueError):
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' global seeds are 32-bit
 
+MODELS = ("mlp",)
+
+# The Keras activations vaelab's models, figures and explorer (its JavaScript) all support:
+# every element-wise one, and softmax / log_softmax. Left out: glu (halves the width),
+# sparsemax and threshold (no parameter-free JavaScript twin checked against Keras).
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+               "hard_silu", "hard_swish", "mish", "softplus", "softsign", "sparse_plus",
+               "squareplus", "tanh", "tanh_shrink", "hard_tanh", "soft_shrink", "hard_shrink",
+               "sigmoid", "hard_sigmoid", "sparse_sigmoid", "log_sigmoid", "exponential",
+               "linear", "softmax", "log_softmax")
+
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""
@@ -41,7 +52,7 @@ def parse_kl_scale(text) -> float:
 def format_scale(value: float) -> str:
     """``1/784`` rather than 0.001276 when the scale is the reciprocal of an integer."""
     inverse = 1.0 / value
-    if value < 1 and abs(inverse - round(inverse)) < 1e-6:
+    if value < 1 and math.isfinite(inverse) and abs(inverse - round(inverse)) < 1e-6:
         return f"1/{round(inverse)}"
     return f"{value:g}"
 
@@ -59,7 +70,9 @@ class TrainConfig:
 
     epochs: int = 2                 # passes over the training set
     batch_size: int = 32            # Keras' default, used by the lab
-    hidden_dim: int = 512           # width of the encoder and decoder hidden layers
+    model: str = "mlp"              # the encoder/decoder family: "mlp" (the lab's)
+    hidden_dim: int | tuple[int, ...] = 512  # hidden width(s) of the encoder; the decoder mirrors
+    activation: str = "relu"        # of the hidden layers: a Keras activation name (ACTIVATIONS)
     latent_dim: int = 32            # dimensions of z
     kl_scale: float | None = None   # multiplies the KL; None: the likelihood's natural scale,
                                     # 1/pixels (gaussian: 1/784 for MNIST), 1 (bernoulli)
@@ -79,8 +92,22 @@ class TrainConfig:
     test_binarization_seed: int = 0  # bernoulli: the test set is binarized once, with this seed
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "hidden_dim", "latent_dim", "heldout_size"):
+        for name in ("epochs", "batch_size", "latent_dim", "heldout_size"):
             _positive_int(name.replace("_", "-"), getattr(self, name))
+        hidden = self.hidden_dim
+        if isinstance(hidden, (list, tuple)):
+            if not hidden:
+                raise UsageError("--hidden needs at least one width, e.g. 512 or 200,200")
+            for width in hidden:
+                _positive_int("--hidden widths", width)
+            object.__setattr__(self, "hidden_dim", hidden[0] if len(hidden) == 1 else tuple(hidden))
+        else:
+            _positive_int("hidden-dim", hidden)
+        if self.model not in MODELS:
+            raise UsageError(f"model must be one of {', '.join(MODELS)}, received {self.model!r}")
+        if self.activation not in ACTIVATIONS:
+            raise UsageError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"received {self.activation!r}")
         for name in ("lab_image", "test_binarization_seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -139,6 +166,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """The hidden widths as a tuple (``hidden_dim`` may be one int)."""
+        return self.hidden_dim if isinstance(self.hidden_dim, tuple) else (self.hidden_dim,)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -21,14 +21,13 @@ import numpy as np
 from keras import ops
 
 from vaelab import metrics, runs
-from vaelab.config import UsageError
+from vaelab.config import ACTIVATIONS, UsageError
 from vaelab.paths import RESOURCES
 
 CORE_JS = RESOURCES / "explorer_core.js"
 PAGE = RESOURCES / "explorer.html"
 MAP_POINTS = 2000      # test points drawn on the map
 INTERPOLATION = 12     # test images offered for interpolation
-ACTIVATIONS = {"relu": keras.activations.relu, "linear": keras.activations.linear}
 
 
 def _b64(array) -> str:
@@ -36,22 +35,24 @@ def _b64(array) -> str:
 
 
 def _dense(layer) -> dict:
-    """A dense layer (``kernel``, ``bias``, relu or linear) as the page's JSON."""
+    """A dense layer (``kernel``, ``bias``, an activation of ``config.ACTIVATIONS``) as the
+    page's JSON."""
     activation = getattr(layer, "activation", None)
-    names = [name for name, fn in ACTIVATIONS.items() if fn is activation]
+    name = keras.activations.serialize(activation) if activation is not None else None
     kernel, bias = getattr(layer, "kernel", None), getattr(layer, "bias", None)
-    if kernel is None or bias is None or len(kernel.shape) != 2 or not names:
-        raise UsageError(f"the explorer runs MLP VAEs (dense layers with relu or linear "
-                         f"activations); layer {layer.name!r} is a {type(layer).__name__}")
+    if kernel is None or bias is None or len(kernel.shape) != 2 or name not in ACTIVATIONS:
+        raise UsageError(f"the explorer runs VAEs of dense layers with an activation among "
+                         f"vaelab's; layer {layer.name!r} is a {type(layer).__name__}")
     return {"shape": list(kernel.shape), "kernel": _b64(ops.convert_to_numpy(kernel)),
-            "bias": _b64(ops.convert_to_numpy(bias)), "activation": names[0]}
+            "bias": _b64(ops.convert_to_numpy(bias)), "activation": name}
 
 
 def _forward(spec_layers: list[dict], layers, x: np.ndarray) -> np.ndarray:
+    """The layers as the page runs them: ``activation(x W + b)`` with Keras' activation."""
     for spec, layer in zip(spec_layers, layers):
         x = x @ ops.convert_to_numpy(layer.kernel) + ops.convert_to_numpy(layer.bias)
-        if spec["activation"] == "relu":
-            x = np.maximum(x, 0.0)
+        x = np.asarray(ops.convert_to_numpy(keras.activations.get(spec["activation"])(
+            x.astype(np.float32))), np.float64)
     return x
 
 

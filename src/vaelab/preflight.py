@@ -51,9 +51,14 @@ def as_dataset(arrays) -> Dataset | None:
 
 
 def parameters(config: TrainConfig, input_dim: int) -> int:
-    """Weights of the MLP VAE: ``D·H + H + 2(H·L + L) + L·H + H + H·D + D``."""
-    d, h, latent = input_dim, config.hidden_dim, config.latent_dim
-    return d * h + h + 2 * (h * latent + latent) + latent * h + h + h * d + d
+    """Weights of the MLP VAE: dense layers D → H₁ … H_k → two heads of L, then
+    L → H_k … H₁ → D."""
+    def dense(widths):
+        return sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+    widths, latent = [input_dim, *config.hidden], config.latent_dim
+    return (dense(widths) + 2 * (widths[-1] * latent + latent)
+            + dense([latent, *reversed(widths[1:]), input_dim]))
 
 
 def memory_bytes() -> int:
@@ -66,7 +71,7 @@ def check_memory(config: TrainConfig, input_dim: int) -> None:
     available = memory_bytes()
     if needed > MEMORY_SHARE * available:
         raise UsageError(
-            f"hidden-dim {config.hidden_dim} and latent-dim {config.latent_dim} need about "
+            f"hidden-dim {','.join(map(str, config.hidden))} and latent-dim {config.latent_dim} need about "
             f"{needed / 2**30:.1f} GiB for weights, gradients and Adam's state; this machine "
             f"has {available / 2**30:.1f} GiB")
 

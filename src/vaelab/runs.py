@@ -232,8 +232,8 @@ def read_config(run_dir) -> dict:
 def read_run_config(run_dir) -> TrainConfig:
     """The config a VAE run folder was made with; ``UsageError`` if it is not one."""
     values = read_config(run_dir)
-    if values.get("model", "vae") != "vae":
-        raise UsageError(f"{run_dir} is a {values['model']} run, not a VAE run")
+    if values.get("model") == "classifier":
+        raise UsageError(f"{run_dir} is a classifier run, not a VAE run")
     try:
         return TrainConfig.from_dict(values)
     except (ValueError, TypeError) as exc:

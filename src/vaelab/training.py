@@ -77,8 +77,8 @@ def new_vae(config: TrainConfig, input_dim: int) -> VAE:
     """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
     keras.utils.set_random_seed(config.seed)
     config = config.for_data(input_dim)
-    vae = build_vae(input_dim, config.hidden_dim, config.latent_dim, config.kl_scale,
-                    seed=config.seed, likelihood=config.likelihood)
+    vae = build_vae(input_dim, config.hidden, config.latent_dim, config.kl_scale,
+                    seed=config.seed, likelihood=config.likelihood, activation=config.activation)
     return compile_vae(vae, config.learning_rate)
 
 

@@ -18,28 +18,32 @@ def _hidden_name(prefix: str, i: int, count: int) -> str:
     return prefix if count == 1 else f"{prefix}_{i + 1}"
 
 
-def mlp_encoder(input_dim: int, hidden: int | Sequence[int], latent_dim: int) -> keras.Model:
-    """``x (B, input_dim) -> [mean, log_var]`` (each ``(B, latent_dim)``): relu layers, two linear heads."""
+def mlp_encoder(input_dim: int, hidden: int | Sequence[int], latent_dim: int,
+                activation: str = "relu") -> keras.Model:
+    """``x (B, input_dim) -> [mean, log_var]`` (each ``(B, latent_dim)``): hidden layers with
+    ``activation``, then two linear heads."""
     x = keras.Input(shape=(input_dim,), name="x")
     h, widths = x, _widths(hidden)
     for i, width in enumerate(widths):
-        h = OurDense(width, "relu", name=_hidden_name("encoder_hidden", i, len(widths)))(h)
+        h = OurDense(width, activation, name=_hidden_name("encoder_hidden", i, len(widths)))(h)
     mean = OurDense(latent_dim, name="z_mean")(h)                           # (B, latent)
     log_var = OurDense(latent_dim, name="z_log_var")(h)                     # (B, latent)
     return keras.Model(x, [mean, log_var], name="encoder")
 
 
-def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int) -> keras.Model:
-    """``z (B, latent_dim) -> x̂ (B, output_dim)``: relu layers, then a linear output layer."""
+def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int,
+                activation: str = "relu") -> keras.Model:
+    """``z (B, latent_dim) -> x̂ (B, output_dim)``: hidden layers with ``activation``, then a
+    linear output layer (means or logits)."""
     z = keras.Input(shape=(latent_dim,), name="z")
     h, widths = z, _widths(hidden)
     for i, width in enumerate(widths):
-        h = OurDense(width, "relu", name=_hidden_name("decoder_hidden", i, len(widths)))(h)
+        h = OurDense(width, activation, name=_hidden_name("decoder_hidden", i, len(widths)))(h)
     return keras.Model(z, OurDense(output_dim, name="decoder_output")(h), name="decoder")
 
 
 def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, seed=None,
-              likelihood="gaussian") -> VAE:
+              likelihood="gaussian", activation="relu") -> VAE:
     """The lab's VAE: 784 → 512 relu → (32 mean, 32 log-variance) → sample → 512 relu → 784.
 
     ``hidden_dim`` may be a list of widths (the decoder mirrors it). The output layer is
@@ -48,9 +52,9 @@ def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, se
     are built in the order encoder, sampling, decoder (the weights drawn under
     ``keras.utils.set_random_seed`` depend on it).
     """
-    encoder = mlp_encoder(input_dim, hidden_dim, latent_dim)
+    encoder = mlp_encoder(input_dim, hidden_dim, latent_dim, activation)
     sampling = Sampling(kl_scale=kl_scale, seed=seed, name="sampling")
-    decoder = mlp_decoder(latent_dim, list(reversed(_widths(hidden_dim))), input_dim)
+    decoder = mlp_decoder(latent_dim, list(reversed(_widths(hidden_dim))), input_dim, activation)
     return assemble(encoder, sampling, decoder, likelihood)
 
 

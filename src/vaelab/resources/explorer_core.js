@@ -10,6 +10,65 @@ function b64ToFloat32(text) {
   return new Float32Array(bytes.buffer);
 }
 
+// erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), for the exact GELU.
+function erf(x) {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t
+                 + 0.254829592) * t * Math.exp(-x * x);
+  return x >= 0 ? y : -y;
+}
+const softplus = (v) => (v > 0 ? v + Math.log1p(Math.exp(-v)) : Math.log1p(Math.exp(v)));
+const sigmoid = (v) => 1 / (1 + Math.exp(-v));
+const hardSigmoid = (v) => Math.min(6, Math.max(0, v + 3)) / 6;
+const SELU_SCALE = 1.0507009873554805, SELU_ALPHA = 1.6732632423543772;
+
+// Keras 3's activations with their default arguments, element by element.
+const ACTIVATIONS = {
+  linear: (v) => v,
+  relu: (v) => (v > 0 ? v : 0),
+  relu6: (v) => Math.min(6, Math.max(0, v)),
+  leaky_relu: (v) => (v > 0 ? v : 0.2 * v),
+  elu: (v) => (v > 0 ? v : Math.expm1(v)),
+  celu: (v) => (v > 0 ? v : Math.expm1(v)),
+  selu: (v) => SELU_SCALE * (v > 0 ? v : SELU_ALPHA * Math.expm1(v)),
+  gelu: (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)),
+  silu: (v) => v * sigmoid(v),
+  hard_silu: (v) => v * hardSigmoid(v),
+  mish: (v) => v * Math.tanh(softplus(v)),
+  softplus,
+  softsign: (v) => v / (1 + Math.abs(v)),
+  sparse_plus: (v) => (v <= -1 ? 0 : v >= 1 ? v : (v + 1) * (v + 1) / 4),
+  squareplus: (v) => (v + Math.sqrt(v * v + 4)) / 2,
+  tanh: Math.tanh,
+  tanh_shrink: (v) => v - Math.tanh(v),
+  hard_tanh: (v) => Math.min(1, Math.max(-1, v)),
+  soft_shrink: (v) => (v > 0.5 ? v - 0.5 : v < -0.5 ? v + 0.5 : 0),
+  hard_shrink: (v) => (Math.abs(v) > 0.5 ? v : 0),
+  sigmoid,
+  hard_sigmoid: hardSigmoid,
+  sparse_sigmoid: (v) => (v <= -1 ? 0 : v >= 1 ? 1 : 0.5 * (v + 1)),
+  log_sigmoid: (v) => -softplus(-v),
+  exponential: Math.exp,
+};
+ACTIVATIONS.swish = ACTIVATIONS.silu;
+ACTIVATIONS.hard_swish = ACTIVATIONS.hard_silu;
+
+function activate(y, name) {
+  if (name === "softmax" || name === "log_softmax") {
+    let top = -Infinity, total = 0;
+    for (const v of y) top = Math.max(top, v);
+    for (const v of y) total += Math.exp(v - top);
+    for (let j = 0; j < y.length; j++) {
+      y[j] = name === "softmax" ? Math.exp(y[j] - top) / total : y[j] - top - Math.log(total);
+    }
+    return y;
+  }
+  const f = ACTIVATIONS[name];
+  if (f === undefined) throw new Error(`unknown activation ${name}`);
+  for (let j = 0; j < y.length; j++) y[j] = f(y[j]);
+  return y;
+}
+
 function dense(x, layer) {
   const [nIn, nOut] = layer.shape;
   const y = Float64Array.from(layer.bias);
@@ -19,8 +78,7 @@ function dense(x, layer) {
     const row = i * nOut;
     for (let j = 0; j < nOut; j++) y[j] += xi * layer.kernel[row + j];
   }
-  if (layer.activation === "relu") for (let j = 0; j < nOut; j++) y[j] = y[j] > 0 ? y[j] : 0;
-  return y;
+  return activate(y, layer.activation || "linear");
 }
 
 function chain(x, layers) {
@@ -69,4 +127,4 @@ function downsample(rgba, W, side) {
   return x;
 }
 
-if (typeof module !== "undefined") module.exports = { b64ToFloat32, dense, makeModel, downsample };
+if (typeof module !== "undefined") module.exports = { b64ToFloat32, dense, makeModel, downsample, activate };
