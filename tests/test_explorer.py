@@ -28,25 +28,32 @@ def require(condition, what):
         pytest.skip(f"{what} is missing; `make test` installs it")
 
 
-@pytest.mark.parametrize("likelihood,hidden,activation", [
-    ("gaussian", 64, "relu"), ("bernoulli", 64, "relu"), ("gaussian", (48, 24), "tanh"),
-    ("bernoulli", (32, 16, 8), "gelu")])
-def test_javascript_forward_passes_match_keras(tmp_path, likelihood, hidden, activation):
+@pytest.mark.parametrize("likelihood,hidden,activation,model,classes", [
+    ("gaussian", 64, "relu", "mlp", 0), ("bernoulli", 64, "relu", "mlp", 0),
+    ("gaussian", (48, 24), "tanh", "mlp", 0), ("bernoulli", (32, 16, 8), "gelu", "mlp", 0),
+    ("gaussian", 16, "relu", "conv", 0), ("bernoulli", 16, "relu", "conv", 0),
+    ("gaussian", 32, "relu", "mlp", 10), ("gaussian", 16, "relu", "conv", 10)])
+def test_javascript_forward_passes_match_keras(tmp_path, likelihood, hidden, activation, model,
+                                               classes):
+    """The page's encoder and decoder (dense, convolution, transposed convolution, label
+    concatenation) against Keras, to 1e-4."""
     require(shutil.which("node"), "node")
     keras.utils.set_random_seed(3)
     vae = compile_vae(build_vae(hidden_dim=hidden, latent_dim=5, seed=3, likelihood=likelihood,
-                                activation=activation))
+                                activation=activation, model=model, classes=classes))
     rng = np.random.default_rng(0)
     x = rng.random((4, 784)).astype(np.float32)
-    z = rng.normal(size=(3, 5)).astype(np.float32)
-    case = {"model": explorer.model_spec(vae), "x": x.tolist(), "z": z.tolist()}
+    z = rng.normal(size=(4, 5)).astype(np.float32)
+    labels = [3, 0, 7, 9] if classes else None
+    case = {"model": explorer.model_spec(vae), "x": x.tolist(), "z": z.tolist(),
+            "labels": labels}
     (tmp_path / "case.json").write_text(json.dumps(case))
     done = subprocess.run(["node", str(ROOT / "tests" / "explorer_numeric.js"),
                            str(explorer.CORE_JS), str(tmp_path / "case.json")],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, timeout=120)
     js = json.loads(done.stdout)
-    mean, log_var = vae.encoder.predict(x, verbose=0)
-    decoded = vae.decoder.predict(z, verbose=0)
+    mean, log_var = vae.encode(x, labels=labels)
+    decoded = vae.decode(z, labels=labels)
     assert np.abs(np.array(js["mean"]) - mean).max() <= 1e-4
     assert np.abs(np.array(js["log_var"]) - log_var).max() <= 1e-4
     assert np.abs(np.array(js["decoded"]) - decoded).max() <= 1e-4

@@ -27,14 +27,35 @@ def log_likelihood(x: np.ndarray, decoded: np.ndarray, likelihood="gaussian",
     return _likelihood(likelihood).log_prob(x, decoded, variance)
 
 
-def _encode(vae, x, batch_size):
-    mean, log_var = vae.encoder.predict(x, batch_size=batch_size, verbose=0)[:2]
+def _classes(vae) -> int:
+    """Classes of a conditional VAE's one-hot label (second encoder input), else 0."""
+    inputs = getattr(vae.encoder, "inputs", None) or []
+    return int(inputs[1].shape[-1]) if len(inputs) == 2 else 0
+
+
+def _with(vae, x, onehot):
+    return x if onehot is None else [x, onehot]
+
+
+def _onehot(vae, labels, rows: int):
+    """The one-hot labels a conditional VAE needs (``None`` for an unconditional one)."""
+    classes = _classes(vae)
+    if not classes:
+        return None
+    if labels is None or len(labels) != rows:
+        raise ValueError("a conditional VAE needs one label per image")
+    return np.eye(classes, dtype=np.float32)[np.asarray(labels).astype(np.int64)]
+
+
+def _encode(vae, x, batch_size, onehot=None):
+    mean, log_var = vae.encoder.predict(_with(vae, x, onehot), batch_size=batch_size,
+                                        verbose=0)[:2]
     return np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
 
 
-def _decode(vae, z):
-    return np.asarray(vae.decoder.predict(z.astype(np.float32), batch_size=len(z), verbose=0),
-                      np.float64)
+def _decode(vae, z, onehot=None):
+    return np.asarray(vae.decoder.predict(_with(vae, z.astype(np.float32), onehot),
+                                          batch_size=len(z), verbose=0), np.float64)
 
 
 def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
@@ -43,21 +64,25 @@ def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
 
 
 def elbo(vae, x: np.ndarray, likelihood="gaussian", variance: float = 0.5,
-         samples: int = 1, seed: int = 0, batch_size: int = 500) -> tuple[float, float]:
+         samples: int = 1, seed: int = 0, batch_size: int = 500,
+         labels=None) -> tuple[float, float]:
     """ELBO = E_q[log p(x|z)] − KL(q(z|x) || N(0, I)) in nats per image: ``(mean, standard error)``.
 
-    The expectation uses ``samples`` draws per image, the KL its closed form.
+    The expectation uses ``samples`` draws per image, the KL its closed form. A conditional
+    VAE needs ``labels`` (one per image).
     """
     rng = np.random.default_rng(seed)
+    onehot = _onehot(vae, labels, len(x))
     per_image = []
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float64)
-        mean, log_var = _encode(vae, xb, batch_size)
+        hb = None if onehot is None else onehot[start:start + batch_size]
+        mean, log_var = _encode(vae, xb, batch_size, hb)
         kl = kl_elementwise(mean, log_var).sum(-1)                               # (b,)
         expected = np.zeros(len(xb))
         for _ in range(samples):
             z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
-            expected += log_likelihood(xb, _decode(vae, z), likelihood, variance) / samples
+            expected += log_likelihood(xb, _decode(vae, z, hb), likelihood, variance) / samples
         per_image.append(expected - kl)
     return _mean_and_se(np.concatenate(per_image))
 
@@ -108,11 +133,13 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
                     shape=(kernel.shape[0],) * 2, trainable=False, name="gram",
                     initializer=keras.initializers.Constant((kernel @ kernel.T).astype(np.float32)))
 
-        def call(self, x, mean, log_var, eps):
+        def call(self, x, mean, log_var, eps, label=None):
             b, s, latent = ops.shape(eps)
             z = ops.expand_dims(mean, 1) + ops.exp(0.5 * ops.expand_dims(log_var, 1)) * eps
             rows = ops.reshape(z, (b * s, latent))                          # (B·S, L)
             if self.last is None:
+                if label is not None:  # each image's label beside each of its S draws
+                    rows = [rows, ops.repeat(label, s, axis=0)]             # (B·S, C)
                 decoded = ops.reshape(self.decoder(rows), (b, s, -1))      # (B, S, D)
                 log_px = likelihood.log_prob(ops.expand_dims(x, 1), decoded, variance, xp=ops)
             else:
@@ -131,24 +158,27 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
             log_qz = -0.5 * ops.sum(LOG_2PI + ops.expand_dims(log_var, 1) + ops.square(eps), -1)
             return log_px + log_pz - log_qz
 
-        def compute_output_shape(self, x_shape, mean_shape, log_var_shape, eps_shape):
+        def compute_output_shape(self, x_shape, mean_shape, log_var_shape, eps_shape,
+                                 label_shape=None):
             return tuple(eps_shape[:2])
 
-    d = vae.decoder.output_shape[-1]
-    latent = vae.decoder.input_shape[-1]
+    d = vae.decoder.outputs[0].shape[-1]
+    latent = vae.decoder.inputs[0].shape[-1]
     inputs = [keras.Input((d,)), keras.Input((latent,)), keras.Input((latent,)),
               keras.Input((None, latent))]
+    if _classes(vae):
+        inputs.append(keras.Input((_classes(vae),)))
     return keras.Model(inputs, LogWeights()(*inputs))
 
 
-def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows):
+def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows, onehot=None):
     """Yield ``log w`` arrays of shape ``(k_chunk, batch)``; the chunks add up to exactly ``k``.
 
     ``model`` is the :func:`_log_weight_model` of ``vae``. The noise of the next chunk is
     drawn on a second thread while the model runs (NumPy and XLA both release the GIL);
     the draws come from ``rng`` in the same order as without the thread.
     """
-    mean, log_var = (a.astype(np.float32) for a in _encode(vae, x, len(x)))
+    mean, log_var = (a.astype(np.float32) for a in _encode(vae, x, len(x), onehot))
     x = x.astype(np.float32)
     per_chunk = max(1, max_rows // len(x))
     sizes = [min(per_chunk, k - done) for done in range(0, k, per_chunk)]
@@ -162,13 +192,14 @@ def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows):
             eps = upcoming.result()
             if i + 1 < len(sizes):
                 upcoming = pool.submit(draw, sizes[i + 1])
-            log_w = model.predict_on_batch([x, mean, log_var, eps])                  # (B, size)
+            inputs = [x, mean, log_var, eps] + ([] if onehot is None else [onehot])
+            log_w = model.predict_on_batch(inputs)                                  # (B, size)
             yield np.asarray(log_w, np.float64).T
 
 
 def iwae_nll(vae, x: np.ndarray, k: int, likelihood="gaussian", variance: float = 0.5,
              seed: int = 0, batch_size: int = 100, max_rows: int = 10_000,
-             progress=None) -> tuple[float, float, int]:
+             progress=None, labels=None) -> tuple[float, float, int]:
     """Importance-weighted estimate of −log p(x) (Burda et al., 2015, eq. 8), nats per image.
 
     ``−log (1/k Σⱼ p(x, zⱼ) / q(zⱼ|x))`` with exactly ``k`` samples ``zⱼ ~ q(z|x)`` per
@@ -179,13 +210,15 @@ def iwae_nll(vae, x: np.ndarray, k: int, likelihood="gaussian", variance: float 
         raise ValueError(f"k must be a positive integer, received {k!r}")
     rng = np.random.default_rng(seed)
     model = _log_weight_model(vae, likelihood, variance)
+    onehot = _onehot(vae, labels, len(x))
     nll, counted = [], []
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float64)
+        hb = None if onehot is None else onehot[start:start + batch_size]
         running_max = np.full(len(xb), -np.inf)
         running_sum = np.zeros(len(xb))
         used = 0
-        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, max_rows):
+        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, max_rows, hb):
             new_max = np.maximum(running_max, log_w.max(axis=0))
             running_sum = (running_sum * np.exp(running_max - new_max)
                            + np.exp(log_w - new_max).sum(axis=0))

@@ -97,7 +97,8 @@ class CollapseMonitor(keras.callbacks.Callback):
     active.
 
     Args:
-        x_heldout: ``(n, input_dim)`` images, fixed for the whole run.
+        x_heldout: ``(n, input_dim)`` images, fixed for the whole run (with their one-hot
+            labels, ``[images, labels]``, for a conditional VAE).
         threshold: variance above which a dimension counts as active.
         verbose: print the warning line.
     """

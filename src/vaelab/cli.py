@@ -51,7 +51,7 @@ def _default_out(prefix: str = "runs") -> str:
     return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "model", "hidden_dim", "activation", "latent_dim", "kl_scale",
+TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "activation", "latent_dim", "kl_scale",
                  "likelihood", "dataset", "anneal",
                  "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size",
                  "distribute")
@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_int, help="passes over the data (default 2)")
     train.add_argument("--batch-size", type=_int, help="default 32")
     train.add_argument("--model", choices=MODELS,
-                       help="the encoder and decoder: mlp (the lab's, default)")
+                       help="the encoder and decoder: mlp (the lab's, default) or conv "
+                            "(two stride-2 convolutions each way; image side divisible by 4)")
+    train.add_argument("--conditional", action="store_const", const=True,
+                       help="a conditional VAE: the one-hot class label goes to the encoder "
+                            "and the decoder")
     train.add_argument("--hidden", type=_widths, metavar="W[,W…]",
                        help="hidden widths of the MLP encoder, mirrored in the decoder "
                             "(default 512; 200,200 is two hidden layers)")

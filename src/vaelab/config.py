@@ -20,7 +20,7 @@ class UsageError(ValueError):
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' global seeds are 32-bit
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "conv")
 
 # The Keras activations vaelab's models, figures and explorer (its JavaScript) all support:
 # every element-wise one, and softmax / log_softmax. Left out: glu (halves the width),
@@ -70,7 +70,9 @@ class TrainConfig:
 
     epochs: int = 2                 # passes over the training set
     batch_size: int = 32            # Keras' default, used by the lab
-    model: str = "mlp"              # the encoder/decoder family: "mlp" (the lab's)
+    model: str = "mlp"              # the encoder/decoder family: "mlp" (the lab's) or "conv"
+    conditional: bool = False       # feed the one-hot class label to the encoder and decoder
+    classes: int | None = None      # classes of a conditional run's labels (set from the data)
     hidden_dim: int | tuple[int, ...] = 512  # hidden width(s) of the encoder; the decoder mirrors
     activation: str = "relu"        # of the hidden layers: a Keras activation name (ACTIVATIONS)
     latent_dim: int = 32            # dimensions of z

@@ -22,16 +22,22 @@ def device_count() -> int:
 
 
 def predict(model, x, batch_size: int = 1000):
-    """``model.predict`` on rows padded to a multiple of the device count (sharded batches)."""
+    """``model.predict`` on rows padded to a multiple of the device count (sharded batches).
+
+    ``x`` is one array or a list of arrays with the same number of rows (e.g. images and
+    one-hot labels).
+    """
     n = device_count()
-    x = np.asarray(x)
-    padded = -len(x) % n
+    arrays = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
+    rows = len(arrays[0])
+    padded = -rows % n
     if padded:
-        x = np.concatenate([x, np.zeros((padded, *x.shape[1:]), x.dtype)])
-    outputs = model.predict(x, batch_size=max(n, batch_size - batch_size % n), verbose=0)
+        arrays = [np.concatenate([a, np.zeros((padded, *a.shape[1:]), a.dtype)]) for a in arrays]
+    inputs = arrays if isinstance(x, (list, tuple)) else arrays[0]
+    outputs = model.predict(inputs, batch_size=max(n, batch_size - batch_size % n), verbose=0)
     if isinstance(outputs, list):
-        return [np.asarray(o)[:len(x) - padded] for o in outputs]
-    return np.asarray(outputs)[:len(x) - padded]
+        return [np.asarray(o)[:rows] for o in outputs]
+    return np.asarray(outputs)[:rows]
 
 
 def distribution_scope(config: TrainConfig):

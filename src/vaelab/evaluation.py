@@ -32,8 +32,9 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
     from the means as pixels ``recons`` ``(n, D)`` and ``lab_recon``, training image
     ``lab_image`` reconstructed.
     """
-    means, log_vars = vae.encode(dataset.x_test)
-    recons = vae.to_pixels(vae.decode(means))
+    labels = dataset.y_test if vae.classes else None
+    means, log_vars = vae.encode(dataset.x_test, labels=labels)
+    recons = vae.to_pixels(vae.decode(means, labels=labels))
     n_active = metrics.active_units(means)
     std = metrics.output_std(recons)
     values = {
@@ -43,9 +44,11 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
         "output_std": std,
         "collapsed": metrics.is_collapsed(n_active, std),
     }
-    lab_mean, _ = vae.encode(dataset.x_train[lab_image:lab_image + 1])
+    lab = slice(lab_image, lab_image + 1)
+    lab_labels = dataset.y_train[lab] if vae.classes else None
+    lab_mean, _ = vae.encode(dataset.x_train[lab], labels=lab_labels)
     arrays = {"means": means, "log_vars": log_vars, "recons": recons,
-              "lab_recon": vae.to_pixels(vae.decode(lab_mean))[0]}
+              "lab_recon": vae.to_pixels(vae.decode(lab_mean, labels=lab_labels))[0]}
     return values, arrays
 
 
@@ -89,14 +92,15 @@ def _evaluate(run_dir: Path, k: int, data_dir: str | None, verbose: bool,
     likelihood = vae.likelihood
     variance = config.decoder_variance(dataset.input_dim)
     started = time.perf_counter()
-    means, log_vars = vae.encode(x)
+    labels = dataset.y_test if vae.classes else None
+    means, log_vars = vae.encode(x, labels=labels)
     kl_dims = metrics.kl_per_dimension(means, log_vars)
-    elbo, elbo_se = bounds.elbo(vae, x, likelihood, variance, seed=seed)
+    elbo, elbo_se = bounds.elbo(vae, x, likelihood, variance, seed=seed, labels=labels)
     bar = keras.utils.Progbar(len(x), unit_name="image") if verbose else None
     if verbose:
         print(f"IWAE with k={k} on {len(x)} test images")
     nll, nll_se, used = bounds.iwae_nll(vae, x, k, likelihood, variance, seed=seed,
-                                        progress=bar.update if bar else None)
+                                        progress=bar.update if bar else None, labels=labels)
     values = {
         "likelihood": likelihood.name,
         "decoder_variance": variance,
@@ -108,7 +112,8 @@ def _evaluate(run_dir: Path, k: int, data_dir: str | None, verbose: bool,
         "kl": float(kl_dims.sum()),
         "kl_per_dimension": [float(v) for v in kl_dims],
         "active_units": metrics.active_units(means),
-        "mutual_information": metrics.mutual_information(vae.encoder, x, seed=seed),
+        "mutual_information": metrics.mutual_information(
+            vae.encoder, vae.with_labels(x, labels), seed=seed),
         "seconds": round(time.perf_counter() - started, 2),
     }
     runs.write_json(run_dir / "evaluation.json", values)

@@ -34,54 +34,64 @@ def _b64(array) -> str:
     return base64.b64encode(np.asarray(array, dtype="<f4").tobytes()).decode("ascii")
 
 
-def _dense(layer) -> dict:
-    """A dense layer (``kernel``, ``bias``, an activation of ``config.ACTIVATIONS``) as the
-    page's JSON."""
+def _activation(layer) -> str:
     activation = getattr(layer, "activation", None)
-    name = keras.activations.serialize(activation) if activation is not None else None
+    name = keras.activations.serialize(activation) if activation is not None else "linear"
+    if name not in ACTIVATIONS:
+        raise UsageError(f"the explorer cannot run activation {name!r} of layer {layer.name!r}")
+    return name
+
+
+def _layer(layer) -> dict | None:
+    """One layer as the page's JSON (``None``: a reshape, which changes nothing in the flat
+    row-major arrays the page uses)."""
+    if isinstance(layer, (keras.layers.Reshape, keras.layers.Flatten)):
+        return None
+    if isinstance(layer, keras.layers.Concatenate):
+        return {"type": "concat_label"}
     kernel, bias = getattr(layer, "kernel", None), getattr(layer, "bias", None)
-    if kernel is None or bias is None or len(kernel.shape) != 2 or name not in ACTIVATIONS:
-        raise UsageError(f"the explorer runs VAEs of dense layers with an activation among "
-                         f"vaelab's; layer {layer.name!r} is a {type(layer).__name__}")
-    return {"shape": list(kernel.shape), "kernel": _b64(ops.convert_to_numpy(kernel)),
-            "bias": _b64(ops.convert_to_numpy(bias)), "activation": name}
+    if kernel is None or bias is None:
+        raise UsageError(f"the explorer cannot run layer {layer.name!r} "
+                         f"({type(layer).__name__})")
+    spec = {"kernel": _b64(ops.convert_to_numpy(kernel)), "bias": _b64(ops.convert_to_numpy(bias)),
+            "shape": list(kernel.shape), "activation": _activation(layer)}
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        transpose = isinstance(layer, keras.layers.Conv2DTranspose)
+        if layer.padding != "same" or layer.data_format != "channels_last" or \
+                tuple(layer.dilation_rate) != (1, 1):
+            raise UsageError(f"the explorer runs 'same'-padded, channels-last convolutions; "
+                             f"layer {layer.name!r} is not one")
+        spec.update(type="conv2d_transpose" if transpose else "conv2d",
+                    in_shape=[int(d) for d in layer.input.shape[1:]],
+                    strides=[int(v) for v in layer.strides])
+    elif len(kernel.shape) == 2:
+        spec["type"] = "dense"
+    else:
+        raise UsageError(f"the explorer cannot run layer {layer.name!r} "
+                         f"({type(layer).__name__})")
+    return spec
 
 
-def _forward(spec_layers: list[dict], layers, x: np.ndarray) -> np.ndarray:
-    """The layers as the page runs them: ``activation(x W + b)`` with Keras' activation."""
-    for spec, layer in zip(spec_layers, layers):
-        x = x @ ops.convert_to_numpy(layer.kernel) + ops.convert_to_numpy(layer.bias)
-        x = np.asarray(ops.convert_to_numpy(keras.activations.get(spec["activation"])(
-            x.astype(np.float32))), np.float64)
-    return x
+def _chain(model) -> list[dict]:
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    return [spec for spec in map(_layer, layers) if spec is not None]
 
 
 def model_spec(vae) -> dict:
-    """The weights the page needs: ``{"likelihood", "encoder": [trunk layers], "mean",
-    "log_var", "decoder": [layers]}``, each layer ``{shape, kernel, bias, activation}``.
+    """The weights the page needs: ``{"likelihood", "classes", "encoder": [trunk layers],
+    "mean", "log_var", "decoder": [layers]}``; a layer is ``{type: dense | conv2d |
+    conv2d_transpose | concat_label, …}``.
 
-    The encoder must be a chain of dense layers ending in two heads (mean, log-variance)
-    and the decoder a chain of dense layers; this is checked by running the spec in
-    NumPy against the sub-models on a random probe.
+    The encoder must be a chain ending in two dense heads (mean, log-variance) and the
+    decoder a chain (the page's forward passes are checked against Keras in
+    ``tests/test_explorer.py``).
     """
-    encoder = [l for l in vae.encoder.layers if not isinstance(l, keras.layers.InputLayer)]
-    decoder = [l for l in vae.decoder.layers if not isinstance(l, keras.layers.InputLayer)]
-    if len(encoder) < 2 or not decoder:
-        raise UsageError("the explorer runs MLP VAEs: an encoder of dense layers ending in two "
-                         "heads, a decoder of dense layers")
-    trunk, heads = [_dense(l) for l in encoder[:-2]], [_dense(l) for l in encoder[-2:]]
-    spec = {"likelihood": vae.likelihood.name, "encoder": trunk, "mean": heads[0],
-            "log_var": heads[1], "decoder": [_dense(l) for l in decoder]}
-    probe = np.random.default_rng(0).random((3, vae.encoder.input_shape[-1]))
-    h = _forward(trunk, encoder[:-2], probe)
-    expected = [_forward([heads[0]], [encoder[-2]], h), _forward([heads[1]], [encoder[-1]], h)]
-    z = np.random.default_rng(1).standard_normal((3, vae.latent_dim))
-    expected.append(_forward(spec["decoder"], decoder, z))
-    actual = [*vae.encode(probe.astype(np.float32)), vae.decode(z)]
-    if not all(np.allclose(a, e, rtol=1e-4, atol=1e-4) for a, e in zip(actual, expected)):
-        raise UsageError("the explorer runs MLP VAEs whose encoder and decoder are plain "
-                         "chains of dense layers; this model's are not")
-    return spec
+    encoder = _chain(vae.encoder)
+    if len(encoder) < 2 or any(spec["type"] != "dense" for spec in encoder[-2:]):
+        raise UsageError("the explorer runs encoders that end in two dense heads "
+                         "(mean and log-variance)")
+    return {"likelihood": vae.likelihood.name, "classes": vae.classes, "encoder": encoder[:-2],
+            "mean": encoder[-2], "log_var": encoder[-1], "decoder": _chain(vae.decoder)}
 
 
 def explorer_data(vae, x_test, y_test, image_shape, encoded=None) -> dict:
@@ -89,7 +99,8 @@ def explorer_data(vae, x_test, y_test, image_shape, encoded=None) -> dict:
 
     ``encoded``: the test set's ``(means, log_vars)`` when the caller has them already.
     """
-    means, log_vars = encoded if encoded is not None else vae.encode(x_test)
+    labels = y_test if vae.classes else None
+    means, log_vars = encoded if encoded is not None else vae.encode(x_test, labels=labels)
     means, log_vars = np.asarray(means, np.float64), np.asarray(log_vars, np.float64)
     kl = metrics.kl_per_dimension(means, log_vars)
     center, components = metrics.principal_axes(means)

@@ -30,14 +30,15 @@ def fit_settings(config: TrainConfig, n_train: int) -> dict:
             "validation_batch_size": validation_batch_size(config)}
 
 
-def fit_vae(vae, x_fit: np.ndarray, dataset, config: TrainConfig, callbacks: list,
+def fit_vae(vae, x_fit, dataset, config: TrainConfig, callbacks: list,
             initial_epoch: int = 0, verbose: bool = False):
     """The one ``fit`` call every training run makes (benchmarks time this same path),
     with :func:`steps_per_execution` training steps per compiled call."""
-    vae.model.steps_per_execution = steps_per_execution(len(x_fit), config)
+    images = x_fit[0] if isinstance(x_fit, list) else x_fit  # [images, one-hot labels]
+    vae.model.steps_per_execution = steps_per_execution(len(images), config)
     return vae.model.fit(x_fit, epochs=config.epochs, initial_epoch=initial_epoch,  # targets = x
                          batch_size=config.batch_size, shuffle=True,
-                         validation_data=(dataset.x_test,),
+                         validation_data=(vae.with_labels(dataset.x_test, dataset.y_test),),
                          validation_batch_size=validation_batch_size(config),
                          callbacks=callbacks, verbose=progress_mode(verbose))
 

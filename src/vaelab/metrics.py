@@ -94,7 +94,7 @@ def mutual_information(encoder, x: np.ndarray, seed: int = 0, batch_size: int = 
     log-mean-exp over all N images.
     Costs O(N²·latent); bounded above by log N. ``encoder`` maps x to [mean, log_var, …].
     """
-    outputs = encoder.predict(x, batch_size=batch_size, verbose=0)
+    outputs = encoder.predict(x, batch_size=batch_size, verbose=0)  # x: images [, labels]
     mean, log_var = (np.asarray(a, np.float64) for a in outputs[:2])
     n, latent = mean.shape
     rng = np.random.default_rng(seed)

@@ -160,6 +160,21 @@ def annealing_curves(histories, labels, path) -> None:
     _save(fig, path)
 
 
+def prior_samples(vae, seed: int, n: int = SAMPLES, label: int | None = None):
+    """``(images, columns)``: decodings of ``z ~ N(0, I)``. A conditional VAE without a
+    ``label`` gets one row per class (the same z in every row), else all of ``label``."""
+    rng = np.random.default_rng(seed)
+    if not vae.classes:
+        return vae.to_pixels(vae.decode(rng.standard_normal((n, vae.latent_dim)))), 8
+    if label is not None:
+        z = rng.standard_normal((n, vae.latent_dim))
+        return vae.to_pixels(vae.decode(z, labels=np.full(n, label))), 8
+    per_row = max(1, min(10, n // vae.classes)) if n >= vae.classes else 1
+    z = np.tile(rng.standard_normal((per_row, vae.latent_dim)), (vae.classes, 1))
+    labels = np.repeat(np.arange(vae.classes), per_row)
+    return vae.to_pixels(vae.decode(z, labels=labels)), per_row
+
+
 def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
                       config: TrainConfig) -> None:
     """A run's four figures: reconstructions, prior samples, the latent map, the curves.
@@ -173,9 +188,10 @@ def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
                     dataset.x_train[config.lab_image], arrays["lab_recon"],
                     run_dir / "reconstructions.png",
                     title=f"reconstructions from the encoder mean ({label})")
-    z = np.random.default_rng(config.seed).standard_normal((SAMPLES, vae.latent_dim))
-    image_grid(vae.to_pixels(vae.decode(z)), run_dir / "samples.png",
-               title=f"decoded z ~ N(0, I) ({label})")
+    images, columns = prior_samples(vae, config.seed)
+    what = "one row per class, " if vae.classes else ""
+    image_grid(images, run_dir / "samples.png", columns=columns,
+               title=f"decoded z ~ N(0, I) ({what}{label})")
     latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
                    title=f"test-set encoder means, PCA ({label})")
     curves(history, run_dir / "curves.png", title=label)

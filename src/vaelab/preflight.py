@@ -5,16 +5,21 @@ Everything here runs before anything is written, so a refused run leaves nothing
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
+import numpy as np
+
 from vaelab.config import TrainConfig, UsageError
 from vaelab.data import Dataset
+from vaelab.models import conv
 
 MIN_TEST_IMAGES = 2           # the collapse verdict is a variance over test images
 FEW_TEST_IMAGES = 100         # below this the verdict is noisy: a warning
 BYTES_PER_PARAMETER = 4 * 4   # float32 weight, gradient and Adam's two moments
 MEMORY_SHARE = 0.8            # of the machine's memory a model may take
+MAX_CLASSES = 1000            # one-hot labels of a conditional VAE, at most
 
 
 def run_dataset(config: TrainConfig, data: Dataset | None = None) -> Dataset:
@@ -27,6 +32,17 @@ def run_dataset(config: TrainConfig, data: Dataset | None = None) -> Dataset:
     if len(shape) != 2 or shape[0] != shape[1]:
         raise UsageError(f"images must be square for the figures and the explorer, these are "
                          f"{'x'.join(map(str, shape))}")
+    if config.model == "conv":
+        try:
+            conv.check_side(data.input_dim)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if config.conditional:
+        labels = np.concatenate([data.y_train, data.y_test])
+        if labels.min() < 0 or data.classes < 2 or data.classes > MAX_CLASSES:
+            raise UsageError(f"--conditional needs class labels 0 … k−1 with 2 ≤ k ≤ "
+                             f"{MAX_CLASSES}; these labels run from {int(labels.min())} to "
+                             f"{int(labels.max())}")
     dataset = data.select(config.train_size, config.test_size, config.model_likelihood,
                           config.test_binarization_seed)
     n_train, n_test = len(dataset.x_train), len(dataset.x_test)
@@ -51,14 +67,21 @@ def as_dataset(arrays) -> Dataset | None:
 
 
 def parameters(config: TrainConfig, input_dim: int) -> int:
-    """Weights of the MLP VAE: dense layers D → H₁ … H_k → two heads of L, then
-    L → H_k … H₁ → D."""
+    """Weights of the VAE: the MLP's dense layers D (+C) → H₁ … H_k → two heads of L, then
+    L (+C) → H_k … H₁ → D; the conv model's convolutions around the same dense layers."""
     def dense(widths):
         return sum(a * b + b for a, b in zip(widths, widths[1:]))
 
-    widths, latent = [input_dim, *config.hidden], config.latent_dim
-    return (dense(widths) + 2 * (widths[-1] * latent + latent)
-            + dense([latent, *reversed(widths[1:]), input_dim]))
+    hidden, latent, label = list(config.hidden), config.latent_dim, config.classes or 0
+    if config.model == "conv":
+        flat = (math.isqrt(input_dim) // 4) ** 2 * conv.FILTERS[-1]
+        k = conv.KERNEL ** 2
+        convs = (k * 32 + 32) + (k * 32 * 64 + 64)                # encoder
+        convs += (k * 64 * 64 + 64) + (k * 64 * 32 + 32) + (k * 32 + 1)  # decoder
+        return (convs + dense([flat + label, *hidden]) + 2 * (hidden[-1] * latent + latent)
+                + dense([latent + label, *reversed(hidden), flat]))
+    return (dense([input_dim + label, *hidden]) + 2 * (hidden[-1] * latent + latent)
+            + dense([latent + label, *reversed(hidden), input_dim]))
 
 
 def memory_bytes() -> int:

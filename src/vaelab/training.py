@@ -56,6 +56,8 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
     if config.data_dir is not None:  # recorded as an absolute path
         config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).absolute()))
     config = config.for_data(dataset.input_dim)
+    if config.conditional:
+        config = dataclasses.replace(config, classes=dataset.classes)
     preflight.check_memory(config, dataset.input_dim)
     distribution_scope(config)  # refuse --distribute where it cannot work, before writing
     if config.distribute:
@@ -78,7 +80,8 @@ def new_vae(config: TrainConfig, input_dim: int) -> VAE:
     keras.utils.set_random_seed(config.seed)
     config = config.for_data(input_dim)
     vae = build_vae(input_dim, config.hidden, config.latent_dim, config.kl_scale,
-                    seed=config.seed, likelihood=config.likelihood, activation=config.activation)
+                    seed=config.seed, likelihood=config.likelihood, activation=config.activation,
+                    model=config.model, classes=config.classes or 0)
     return compile_vae(vae, config.learning_rate)
 
 
@@ -123,7 +126,8 @@ def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays)
                                state["epochs_done"], verbose)
 
 
-def _callbacks(config: TrainConfig, run_dir: Path, dataset: Dataset, past: dict, verbose: bool):
+def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
+               verbose: bool):
     """``(callbacks, x_fit, guard, checkpointer)`` for one fit of this run."""
     guard = StopOnNonFinite()
     saver = checkpoint.Checkpoint(run_dir / checkpoint.FOLDER, past)
@@ -131,13 +135,15 @@ def _callbacks(config: TrainConfig, run_dir: Path, dataset: Dataset, past: dict,
     schedule = config.kl_schedule()
     if schedule is not None:
         callbacks.append(KLSchedule(schedule, verbose=verbose))
-    callbacks += [CollapseMonitor(dataset.x_test[:config.heldout_size], verbose=verbose), guard,
+    heldout = slice(0, config.heldout_size)
+    callbacks += [CollapseMonitor(vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout]),
+                                  verbose=verbose), guard,
                   saver]
     x_fit = dataset.x_train
     if config.model_likelihood.binarized:  # a fresh binarization every epoch
         x_fit = np.empty_like(dataset.x_train)
         callbacks.insert(0, Binarize(dataset.x_train, x_fit, config.seed))
-    return callbacks, x_fit, guard, saver
+    return callbacks, vae.with_labels(x_fit, dataset.y_train), guard, saver
 
 
 def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
@@ -147,7 +153,7 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Datas
     A SIGINT/SIGTERM stops the fit at the next step (group) end and raises
     :class:`~vaelab.interrupts.Interrupted` naming the last checkpoint.
     """
-    callbacks, x_fit, guard, saver = _callbacks(config, run_dir, dataset, past, verbose)
+    callbacks, x_fit, guard, saver = _callbacks(config, run_dir, vae, dataset, past, verbose)
     started = time.perf_counter()
     try:
         with interrupts.deferred():

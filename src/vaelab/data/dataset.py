@@ -76,6 +76,11 @@ class Dataset:
     def input_dim(self) -> int:
         return int(self.x_train.shape[1])
 
+    @property
+    def classes(self) -> int:
+        """``1 + the largest label`` over both splits (labels are ``0 … classes − 1``)."""
+        return int(max(self.y_train.max(initial=0), self.y_test.max(initial=0))) + 1
+
     @classmethod
     def from_arrays(cls, arrays, identity: dict | None = None) -> "Dataset":
         """``((x_train, y_train), (x_test, y_test))``: uint8 images ``(n, h, w)`` or float

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from vaelab.layers import OurDense, Sampling
+from vaelab.models.conv import conv_decoder, conv_encoder
 from vaelab.models.vae import VAE, assemble
 
 
@@ -19,42 +20,55 @@ def _hidden_name(prefix: str, i: int, count: int) -> str:
 
 
 def mlp_encoder(input_dim: int, hidden: int | Sequence[int], latent_dim: int,
-                activation: str = "relu") -> keras.Model:
-    """``x (B, input_dim) -> [mean, log_var]`` (each ``(B, latent_dim)``): hidden layers with
-    ``activation``, then two linear heads."""
+                activation: str = "relu", classes: int = 0) -> keras.Model:
+    """``x (B, input_dim) [, label (B, classes)] -> [mean, log_var]`` (each ``(B, latent_dim)``):
+    hidden layers with ``activation``, then two linear heads; a one-hot label (conditional
+    VAE) is concatenated to x."""
     x = keras.Input(shape=(input_dim,), name="x")
     h, widths = x, _widths(hidden)
+    if classes:
+        label = keras.Input(shape=(classes,), name="label")
+        h = keras.layers.Concatenate()([x, label])
     for i, width in enumerate(widths):
         h = OurDense(width, activation, name=_hidden_name("encoder_hidden", i, len(widths)))(h)
     mean = OurDense(latent_dim, name="z_mean")(h)                           # (B, latent)
     log_var = OurDense(latent_dim, name="z_log_var")(h)                     # (B, latent)
-    return keras.Model(x, [mean, log_var], name="encoder")
+    return keras.Model([x, label] if classes else x, [mean, log_var], name="encoder")
 
 
 def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int,
-                activation: str = "relu") -> keras.Model:
-    """``z (B, latent_dim) -> x̂ (B, output_dim)``: hidden layers with ``activation``, then a
-    linear output layer (means or logits)."""
+                activation: str = "relu", classes: int = 0) -> keras.Model:
+    """``z (B, latent_dim) [, label (B, classes)] -> x̂ (B, output_dim)``: hidden layers with
+    ``activation``, then a linear output layer (means or logits); a label joins z."""
     z = keras.Input(shape=(latent_dim,), name="z")
     h, widths = z, _widths(hidden)
+    if classes:
+        label = keras.Input(shape=(classes,), name="label")
+        h = keras.layers.Concatenate()([z, label])
     for i, width in enumerate(widths):
         h = OurDense(width, activation, name=_hidden_name("decoder_hidden", i, len(widths)))(h)
-    return keras.Model(z, OurDense(output_dim, name="decoder_output")(h), name="decoder")
+    x_hat = OurDense(output_dim, name="decoder_output")(h)
+    return keras.Model([z, label] if classes else z, x_hat, name="decoder")
 
 
 def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, seed=None,
-              likelihood="gaussian", activation="relu") -> VAE:
+              likelihood="gaussian", activation="relu", model="mlp", classes=0) -> VAE:
     """The lab's VAE: 784 → 512 relu → (32 mean, 32 log-variance) → sample → 512 relu → 784.
 
-    ``hidden_dim`` may be a list of widths (the decoder mirrors it). The output layer is
+    ``hidden_dim`` may be a list of widths (the decoder mirrors it). ``model="conv"`` puts
+    the convolutional encoder and decoder of :mod:`vaelab.models.conv` around the same
+    sampling layer; ``classes > 0`` makes a conditional VAE (a one-hot label of that many
+    classes is a second input of the encoder and the decoder). The output layer is
     linear: means for the Gaussian likelihood, logits for the Bernoulli one. The model
     is not compiled; use :func:`vaelab.models.compile_vae` for the lab's Adam. Layers
     are built in the order encoder, sampling, decoder (the weights drawn under
     ``keras.utils.set_random_seed`` depend on it).
     """
-    encoder = mlp_encoder(input_dim, hidden_dim, latent_dim, activation)
+    encode, decode = (conv_encoder, conv_decoder) if model == "conv" else (mlp_encoder, mlp_decoder)
+    encoder = encode(input_dim, _widths(hidden_dim), latent_dim, activation, classes)
     sampling = Sampling(kl_scale=kl_scale, seed=seed, name="sampling")
-    decoder = mlp_decoder(latent_dim, list(reversed(_widths(hidden_dim))), input_dim, activation)
+    decoder = decode(latent_dim, list(reversed(_widths(hidden_dim))), input_dim, activation,
+                     classes)
     return assemble(encoder, sampling, decoder, likelihood)
 
 

@@ -57,8 +57,8 @@ class VAEModel(keras.Model):
         return value if len(ops.shape(value)) == 0 else ops.mean(value)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if y is None:  # fit(x) without targets: reconstruct the inputs
-            y = x
+        if y is None:  # fit(x) without targets: reconstruct the inputs (the images, not labels)
+            y = x[0] if isinstance(x, (list, tuple)) else x
         if tuple(y.shape) != tuple(y_pred.shape):
             raise ValueError(
                 f"targets and reconstructions must have the same shape, received "
@@ -159,16 +159,30 @@ class VAE:
 
     @property
     def latent_dim(self) -> int:
-        return int(self.decoder.input_shape[-1])
+        return int(self.decoder.inputs[0].shape[-1])
 
-    def encode(self, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def classes(self) -> int:
+        """Classes of a conditional VAE's one-hot label; 0 for an unconditional one."""
+        return int(self.encoder.inputs[1].shape[-1]) if len(self.encoder.inputs) == 2 else 0
+
+    def with_labels(self, x, labels):
+        """The model input: ``x``, or ``[x, one-hot labels]`` for a conditional VAE."""
+        if not self.classes:
+            return x
+        if labels is None:
+            raise ValueError("a conditional VAE needs the labels of its images")
+        return [x, one_hot(labels, self.classes)]
+
+    def encode(self, x, batch_size: int = 1000, labels=None) -> tuple[np.ndarray, np.ndarray]:
         """Encoder means and log-variances of ``x``, each ``(n, latent_dim)``."""
-        mean, log_var = predict(self.encoder, x, batch_size)
+        mean, log_var = predict(self.encoder, self.with_labels(x, labels), batch_size)
         return np.asarray(mean), np.asarray(log_var)
 
-    def decode(self, z, batch_size: int = 1000) -> np.ndarray:
+    def decode(self, z, batch_size: int = 1000, labels=None) -> np.ndarray:
         """The decoder's raw outputs (means or logits) for ``z (n, latent_dim)``: ``(n, D)``."""
-        return np.asarray(predict(self.decoder, np.asarray(z, np.float32), batch_size))
+        z = np.asarray(z, np.float32)
+        return np.asarray(predict(self.decoder, self.with_labels(z, labels), batch_size))
 
     def to_pixels(self, decoded) -> np.ndarray:
         """Decoder outputs as images in [0, 1], as the likelihood defines them."""
@@ -193,12 +207,32 @@ class VAE:
 
 def assemble(encoder: keras.Model, sampling: Sampling, decoder: keras.Model,
              likelihood: str = "gaussian", name: str = "vae") -> VAE:
-    """Join ``encoder: x -> [mean, log_var]``, ``sampling`` and ``decoder: z -> x̂`` into a VAE."""
-    x = keras.Input(shape=encoder.input_shape[1:], name="x")
-    mean, log_var = encoder(x)                          # (B, latent) each
-    z = sampling([mean, log_var])                       # (B, latent)
-    x_hat = decoder(z)                                  # (B, D)
-    return VAE.from_model(VAEModel(x, x_hat, likelihood=likelihood, name=name))
+    """Join ``encoder: x -> [mean, log_var]``, ``sampling`` and ``decoder: z -> x̂`` into a VAE.
+
+    A conditional VAE's encoder takes ``[x, label]`` and its decoder ``[z, label]`` (a one-hot
+    label); the model then takes ``[x, label]``.
+    """
+    x = keras.Input(shape=tuple(encoder.inputs[0].shape[1:]), name="x")
+    if len(encoder.inputs) == 2:
+        label = keras.Input(shape=tuple(encoder.inputs[1].shape[1:]), name="label")
+        mean, log_var = encoder([x, label])             # (B, latent) each
+        x_hat = decoder([sampling([mean, log_var]), label])
+        inputs = [x, label]
+    else:
+        mean, log_var = encoder(x)                      # (B, latent) each
+        x_hat = decoder(sampling([mean, log_var]))      # (B, D)
+        inputs = x
+    return VAE.from_model(VAEModel(inputs, x_hat, likelihood=likelihood, name=name))
+
+
+def one_hot(labels, classes: int) -> np.ndarray:
+    """Integer labels ``(n,)`` as float32 one-hot rows ``(n, classes)``; ``ValueError`` for a
+    label outside ``0 … classes − 1``."""
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must lie in 0 … {classes - 1}, received "
+                         f"{int(labels.min())} … {int(labels.max())}")
+    return np.eye(classes, dtype=np.float32)[labels]
 
 
 def compile_vae(vae: VAE, learning_rate=1e-3) -> VAE:

@@ -81,28 +81,100 @@ function dense(x, layer) {
   return activate(y, layer.activation || "linear");
 }
 
-function chain(x, layers) {
-  return layers.reduce((h, layer) => dense(h, layer), x);
+// "same" padding as Keras computes it: the padding before is half the total, rounded down.
+function padBefore(inSize, outSize, k, s) {
+  return Math.floor(Math.max((outSize - 1) * s + k - inSize, 0) / 2);
 }
 
-// spec: {likelihood, encoder: [trunk layers], mean, log_var, decoder: [layers]}, each layer
-// {shape: [inputs, outputs], kernel, bias (base64 float32), activation: "relu" | "linear"}.
+// x: (H, W, C) row-major; kernel (kh, kw, C, F); output (ceil(H/s), ceil(W/s), F).
+function conv2d(x, layer) {
+  const [H, W, C] = layer.in_shape, [kh, kw, , F] = layer.shape, [sh, sw] = layer.strides;
+  const Ho = Math.ceil(H / sh), Wo = Math.ceil(W / sw);
+  const pt = padBefore(H, Ho, kh, sh), pl = padBefore(W, Wo, kw, sw);
+  const y = new Float64Array(Ho * Wo * F);
+  for (let i = 0; i < Ho; i++) for (let j = 0; j < Wo; j++) {
+    const out = (i * Wo + j) * F;
+    for (let f = 0; f < F; f++) y[out + f] = layer.bias[f];
+    for (let a = 0; a < kh; a++) {
+      const r = i * sh + a - pt;
+      if (r < 0 || r >= H) continue;
+      for (let b = 0; b < kw; b++) {
+        const c0 = j * sw + b - pl;
+        if (c0 < 0 || c0 >= W) continue;
+        for (let c = 0; c < C; c++) {
+          const v = x[(r * W + c0) * C + c];
+          if (v === 0) continue;
+          const k = ((a * kw + b) * C + c) * F;
+          for (let f = 0; f < F; f++) y[out + f] += v * layer.kernel[k + f];
+        }
+      }
+    }
+  }
+  return activate(y, layer.activation || "linear");
+}
+
+// The transpose of a "same" conv2d: x (H, W, C), kernel (kh, kw, F, C), output (H·s, W·s, F).
+function conv2dTranspose(x, layer) {
+  const [H, W, C] = layer.in_shape, [kh, kw, F] = layer.shape, [sh, sw] = layer.strides;
+  const Ho = H * sh, Wo = W * sw;
+  const pt = padBefore(Ho, H, kh, sh), pl = padBefore(Wo, W, kw, sw);
+  const y = new Float64Array(Ho * Wo * F);
+  for (let p = 0; p < Ho * Wo; p++) for (let f = 0; f < F; f++) y[p * F + f] = layer.bias[f];
+  for (let i = 0; i < H; i++) for (let j = 0; j < W; j++) {
+    for (let a = 0; a < kh; a++) {
+      const r = i * sh + a - pt;
+      if (r < 0 || r >= Ho) continue;
+      for (let b = 0; b < kw; b++) {
+        const c0 = j * sw + b - pl;
+        if (c0 < 0 || c0 >= Wo) continue;
+        const out = (r * Wo + c0) * F;
+        for (let c = 0; c < C; c++) {
+          const v = x[(i * W + j) * C + c];
+          if (v === 0) continue;
+          for (let f = 0; f < F; f++) y[out + f] += v * layer.kernel[((a * kw + b) * F + f) * C + c];
+        }
+      }
+    }
+  }
+  return activate(y, layer.activation || "linear");
+}
+
+// Layers run one after another on flat arrays; "concat_label" appends the one-hot label.
+function chain(x, layers, label) {
+  let h = x;
+  for (const layer of layers) {
+    if (layer.type === "concat_label") {
+      const joined = new Float64Array(h.length + label.length);
+      joined.set(h); joined.set(label, h.length); h = joined;
+    } else if (layer.type === "conv2d") h = conv2d(h, layer);
+    else if (layer.type === "conv2d_transpose") h = conv2dTranspose(h, layer);
+    else h = dense(h, layer);
+  }
+  return h;
+}
+
+// spec: {likelihood, classes, encoder: [trunk layers], mean, log_var, decoder: [layers]};
+// a layer has type (dense | conv2d | conv2d_transpose | concat_label), shape, kernel and
+// bias (base64 float32), activation, and for convolutions in_shape and strides.
 function makeModel(spec) {
-  const load = (w) => ({ shape: w.shape, kernel: b64ToFloat32(w.kernel), bias: b64ToFloat32(w.bias),
-                         activation: w.activation });
+  const load = (w) => (w.type === "concat_label" ? w : {
+    ...w, kernel: b64ToFloat32(w.kernel), bias: b64ToFloat32(w.bias) });
   const encoder = spec.encoder.map(load), decoder = spec.decoder.map(load);
   const mean = load(spec.mean), logVar = load(spec.log_var);
+  const classes = spec.classes || 0;
+  const oneHot = (c) => { const v = new Float64Array(classes); if (classes) v[c] = 1; return v; };
   return {
     latentDim: mean.shape[1],
+    classes,
     likelihood: spec.likelihood,
-    // x: pixels in [0, 1] -> {mean, logVar}, each latentDim long
-    encode(x) {
-      const h = chain(x, encoder);
+    // x: pixels in [0, 1] (and the class, for a conditional VAE) -> {mean, logVar}
+    encode(x, c = 0) {
+      const h = chain(x, encoder, oneHot(c));
       return { mean: dense(h, mean), logVar: dense(h, logVar) };
     },
     // z -> the decoder's raw output: means (gaussian) or logits (bernoulli)
-    decode(z) {
-      return chain(z, decoder);
+    decode(z, c = 0) {
+      return chain(z, decoder, oneHot(c));
     },
     // raw decoder output -> pixels in [0, 1]
     toPixels(out) {
