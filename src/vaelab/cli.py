@@ -96,6 +96,13 @@ def _explore(args) -> None:
     print(explorer.write_explorer(args.run_dir, out=args.out, data_dir=args.data_dir))
 
 
+def _sample(args) -> None:
+    from vaelab import plots
+
+    print(plots.write_samples(args.run_dir, out=args.out, n=args.n, label=args.label,
+                              seed=args.seed))
+
+
 def _lab(args) -> None:
     from vaelab import lab
 
@@ -247,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder of the run's data (default: the data the "
                                             "run recorded; needed for runs trained on arrays)")
     explore.set_defaults(func=_explore)
+
+    sample = commands.add_parser(
+        "sample", help="decode prior samples of a finished run into a PNG grid",
+        description="Decodes z ~ N(0, I): for a conditional run all of --label, or one row per "
+                    "class without it.")
+    sample.add_argument("run_dir", metavar="RUN_DIR", type=_path)
+    sample.add_argument("--label", type=_int, help="the class to draw (conditional runs)")
+    sample.add_argument("--n", type=_int, default=64, help="samples (default 64)")
+    sample.add_argument("--seed", type=_int, default=0, help="of the prior draws (default 0)")
+    sample.add_argument("--out", type=_path,
+                        help="the PNG to write (default RUN_DIR/samples-class-L.png or "
+                             "samples-prior.png)")
+    sample.set_defaults(func=_sample)
 
     tutorial = commands.add_parser("tutorial", help="the lab as a Python tutorial")
     tutorial_commands = tutorial.add_subparsers(dest="tutorial_command", required=True,

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from vaelab.config import TrainConfig, format_scale
+from vaelab.config import TrainConfig, UsageError, format_scale
 from vaelab.metrics import principal_axes
+from vaelab import runs
 from vaelab.runs import atomic_path
 
 DPI = 100
@@ -195,3 +196,28 @@ def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
     latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
                    title=f"test-set encoder means, PCA ({label})")
     curves(history, run_dir / "curves.png", title=label)
+
+
+def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
+                  seed: int = 0) -> Path:
+    """``vaelab sample``: decodings of ``n`` prior draws of a finished run, as a PNG grid
+    (a conditional run: all of class ``label``, or one row per class without it)."""
+    run_dir = Path(run_dir)
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise UsageError(f"--n must be a positive integer, received {n!r}")
+    runs.read_run_config(run_dir)  # a VAE run folder, before the lock file is made in it
+    with runs.locked(run_dir):
+        runs.require_complete(run_dir)
+        vae = runs.load_vae(run_dir)
+        if label is not None and not vae.classes:
+            raise UsageError(f"{run_dir} is not a conditional run; --label does not apply")
+        if label is not None and not 0 <= label < vae.classes:
+            raise UsageError(f"--label {label} is not a class of {run_dir} (trained on classes "
+                             f"0 … {vae.classes - 1})")
+        name = f"samples-{'class-' + str(label) if label is not None else 'prior'}.png"
+        out = runs.check_output_file(out) if out is not None else run_dir / name
+        images, columns = prior_samples(vae, seed, n, label)
+        what = (f"class {label}" if label is not None
+                else "one row per class" if vae.classes else "z ~ N(0, I)")
+        image_grid(images, out, columns=columns, title=f"{run_dir.name}: {len(images)} samples, {what}")
+    return out

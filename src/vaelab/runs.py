@@ -288,7 +288,7 @@ def load_vae(run_dir, input_dim: int | None = None):
         vae = VAE.from_model(model)
     except ValueError as exc:
         raise UsageError(f"{path}: {exc}") from None
-    expected = vae.encoder.input_shape[-1]
+    expected = vae.input_dim
     if input_dim is not None and expected != input_dim:
         raise UsageError(f"the model in {run_dir} expects {expected} pixels per image, the data "
                          f"has {input_dim}")

@@ -118,8 +118,8 @@ def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays)
             return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset,
                                    {}, 0, verbose)
         vae = VAE.from_model(checkpoint.load_checkpoint_model(run_dir, state))
-        if vae.encoder.input_shape[-1] != dataset.input_dim:
-            raise UsageError(f"the model expects {vae.encoder.input_shape[-1]} pixels per image, "
+        if vae.input_dim != dataset.input_dim:
+            raise UsageError(f"the model expects {vae.input_dim} pixels per image, "
                              f"the data has {dataset.input_dim}")
         checkpoint.restore_seed_states(vae.model, state["seed_states"])
         return _fit_and_finish(config, run_dir, vae, dataset, state["history"],

@@ -158,6 +158,11 @@ class VAE:
         return self.model.likelihood
 
     @property
+    def input_dim(self) -> int:
+        """Pixels per image the model takes."""
+        return int(self.encoder.inputs[0].shape[-1])
+
+    @property
     def latent_dim(self) -> int:
         return int(self.decoder.inputs[0].shape[-1])
 

@@ -1,0 +1,152 @@
+"""Model families and datasets: conv and conditional VAEs, any image size, Fashion-MNIST,
+`vaelab sample`; each trains on a small subset and beats a bound an untrained model misses."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import make_idx_dir
+
+from vaelab import cli, runs
+from vaelab.config import TrainConfig
+from vaelab.models import build_classifier, build_vae
+from vaelab.plots import prior_samples
+from vaelab.training import train
+
+SUBSET = dict(train_size=4000, test_size=500, batch_size=32, latent_dim=8)
+
+
+def untrained_mse(config: TrainConfig, x: np.ndarray) -> float:
+    keras.utils.set_random_seed(config.seed)
+    vae = build_vae(x.shape[1], config.hidden, config.latent_dim, 1 / 784, seed=0,
+                    model=config.model)
+    means, _ = vae.encode(x)
+    return float(np.mean((vae.to_pixels(vae.decode(means)) - x) ** 2))
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+@pytest.mark.parametrize("model,hidden,bound", [("conv", 16, 0.045), ("mlp", (256, 128), 0.045)])
+def test_each_family_beats_a_bound_on_mnist(tmp_path, mnist, model, hidden, bound):
+    """Three epochs on 4 000 images: test MSE under ``bound``; the same model untrained is
+    far above it (measured: conv 0.037 vs 0.11 untrained; mlp 256,128: 0.036 vs 0.11)."""
+    config = TrainConfig(**SUBSET, epochs=3, model=model, hidden_dim=hidden)
+    metrics = train(config, tmp_path / "run", verbose=False, arrays=mnist)
+    x_test = mnist[1][0][:500].reshape(500, -1).astype(np.float32) / 255
+    assert metrics["test_mse"] < bound < untrained_mse(config, x_test)
+    assert metrics["active_units"] > 0 and not metrics["collapsed"]
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_conditional_samples_are_of_the_asked_class(tmp_path, mnist):
+    """Samples of a conditional MLP VAE for class c, read by the lab's classifier (trained
+    here): c far more often than chance (10 %). Measured: 0.80 of 500 samples."""
+    config = TrainConfig(**SUBSET, epochs=4, conditional=True, hidden_dim=256)
+    train(config, tmp_path / "run", verbose=False, arrays=mnist)
+    vae = runs.load_vae(tmp_path / "run")
+    assert vae.classes == 10
+    (x_train, y_train), _ = mnist
+    classifier = build_classifier(784, seed=0)
+    classifier.fit(x_train[:20000].reshape(-1, 784) / 255.0,
+                   keras.utils.to_categorical(y_train[:20000], 10), epochs=2, verbose=0)
+    hits = []
+    for c in range(10):
+        images, _ = prior_samples(vae, seed=c, n=50, label=c)
+        predicted = classifier.predict(images, verbose=0).argmax(axis=1)
+        hits.append(np.mean(predicted == c))
+    assert np.mean(hits) > 0.5, hits
+
+
+def test_a_20x20_folder_trains_end_to_end(tmp_path):
+    """Any image size: the model follows the data (400 pixels), the KL scale is 1/400."""
+    make_idx_dir(tmp_path / "data", n_train=128, n_test=32, side=20)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--quiet", "--epochs", "1", "--hidden", "32", "--latent-dim", "3",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert runs.is_complete(out)
+    assert runs.read_json(out / "config.json")["kl_scale"] == pytest.approx(1 / 400)
+    assert runs.load_vae(out).encoder.inputs[0].shape[-1] == 400
+    page = (out / "explorer.html").read_text()
+    data = json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    assert data["side"] == 20
+
+
+@pytest.mark.parametrize("side,message", [(28, None), (30, "side is divisible by 4"),
+                                          (20, None)])
+def test_conv_needs_a_side_divisible_by_four(tmp_path, capsys, side, message):
+    make_idx_dir(tmp_path / "data", n_train=64, n_test=16, side=side)
+    out = tmp_path / "run"
+    status = cli.main(["train", "--quiet", "--model", "conv", "--epochs", "1", "--hidden", "8",
+                       "--latent-dim", "2", "--batch-size", "16",
+                       "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+    if message is None:
+        assert status == 0 and runs.is_complete(out)
+    else:
+        assert status == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cond")
+    make_idx_dir(root / "data", n_train=96, n_test=32)
+    out = root / "run"
+    assert cli.main(["train", "--quiet", "--conditional", "--epochs", "1", "--hidden", "16",
+                     "--latent-dim", "2", "--batch-size", "16", "--data-dir", str(root / "data"),
+                     "--out", str(out)]) == 0
+    return out
+
+
+def test_sample_command(conditional_run, tmp_path, capsys):
+    out = tmp_path / "seven.png"
+    assert cli.main(["sample", str(conditional_run), "--label", "7", "--n", "12",
+                     "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["sample", str(conditional_run)]) == 0
+    assert (conditional_run / "samples-prior.png").exists()
+    for args, message in ((["--label", "10"], "--label 10 is not a class of"),
+                          (["--label", "-1"], "--label -1 is not a class of"),
+                          (["--n", "0"], "--n must be a positive integer, received 0")):
+        capsys.readouterr()
+        assert cli.main(["sample", str(conditional_run), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+
+
+def test_conditional_runs_evaluate_and_record_their_classes(conditional_run):
+    config = runs.read_json(conditional_run / "config.json")
+    assert config["conditional"] is True and config["classes"] == 10
+    assert cli.main(["evaluate", str(conditional_run), "--k", "3", "--quiet"]) == 0
+    values = runs.read_json(conditional_run / "evaluation.json")
+    assert values["iwae_nll"] <= -values["elbo"] + 3 * values["elbo_se"]
+
+
+def test_conditional_needs_usable_labels(tmp_path, capsys):
+    from conftest import write_idx
+
+    make_idx_dir(tmp_path / "data", n_train=64, n_test=16)
+    write_idx(tmp_path / "data" / "train-labels-idx1-ubyte", np.zeros(64, np.uint8))
+    write_idx(tmp_path / "data" / "t10k-labels-idx1-ubyte", np.zeros(16, np.uint8))
+    assert cli.main(["train", "--quiet", "--conditional", "--data-dir", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "run")]) == 2
+    assert "--conditional needs class labels 0 … k−1 with 2 ≤ k ≤ 1000" in capsys.readouterr().err
+
+
+def test_unconditional_sample_refuses_a_label(tmp_path, capsys):
+    make_idx_dir(tmp_path / "data", n_train=64, n_test=16)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--quiet", "--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert cli.main(["sample", str(out), "--label", "3"]) == 2
+    assert "is not a conditional run; --label does not apply" in capsys.readouterr().err
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_fashion_mnist_trains(tmp_path, monkeypatch):
+    """--dataset fashion-mnist through the project's own fetch; recorded by name."""
+    metrics = train(TrainConfig(**SUBSET, epochs=2, dataset="fashion-mnist", hidden_dim=256),
+                    tmp_path / "run", verbose=False)
+    data = runs.read_json(tmp_path / "run" / "config.json")["data"]
+    assert data["name"] == "fashion-mnist" and metrics["test_mse"] < 0.05
