@@ -29,14 +29,16 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-def test_data_parallel_on_two_cpu_devices_matches_one_device(tmp_path, data_dir):
+@pytest.mark.parametrize("family", [[], ["--model", "conv", "--conditional"]])
+def test_data_parallel_on_two_cpu_devices_matches_one_device(tmp_path, data_dir, family):
     """DataParallel splits each batch of 32 over two devices and all-reduces the gradients.
 
     The same seed gives the same noise (JAX's random numbers do not depend on sharding),
-    so only the order of floating-point sums differs: results agree to rtol 1e-5.
+    so only the order of floating-point sums differs: results agree to rtol 1e-5. The MLP
+    and a conditional conv VAE.
     """
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "KERAS_BACKEND": "jax"}
-    common = [*TINY, "--data-dir", str(data_dir)]
+    common = [*TINY, *family, "--data-dir", str(data_dir)]
     parallel = vaelab_cli(["train", *common, "--distribute", "--out", str(tmp_path / "p")], **env)
     assert parallel.returncode == 0, parallel.stderr[-2000:]
     single = vaelab_cli(["train", *common, "--out", str(tmp_path / "s")], **env)

@@ -90,11 +90,28 @@ def test_explore_command(run_dir, tmp_path, capsys):
         (run_dir / "metrics.bak").rename(run_dir / "metrics.json")
 
 
-def test_page_in_headless_chromium(run_dir):
+@pytest.fixture(scope="module")
+def conv_run_dir(tmp_path_factory):
+    """A conditional conv run: the page's convolutions and class selector in a browser."""
+    root = tmp_path_factory.mktemp("explore-conv")
+    make_idx_dir(root / "data", n_train=128, n_test=64)
+    config = TrainConfig(epochs=1, model="conv", conditional=True, hidden_dim=16, latent_dim=4,
+                         data_dir=str(root / "data"))
+    train(config, root / "run", verbose=False)
+    return root / "run"
+
+
+def test_conv_conditional_page_in_headless_chromium(conv_run_dir):
+    page = (conv_run_dir / "explorer.html").read_text()
+    assert '"type":"conv2d_transpose"' in page and '"classes":10' in page
+    test_page_in_headless_chromium(conv_run_dir, "explorer-conv.png")
+
+
+def test_page_in_headless_chromium(run_dir, name="explorer.png"):
     require(Path(CHROMIUM).exists(), "chromium (Debian package)")
     require(PLAYWRIGHT.exists(), "playwright-core (npm)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "explorer.png"
+    screenshot = ARTIFACTS / name
     done = subprocess.run(
         ["node", str(ROOT / "tests" / "explorer_browser.js"), str(run_dir / "explorer.html"),
          str(screenshot)], capture_output=True, text=True, timeout=180,
