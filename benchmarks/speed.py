@@ -10,6 +10,8 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   (``floor.py``: the same model, loss, Adam and batch order as one ``lax.scan``). The first
   epoch of each includes compilation and is reported apart; the ratio uses medians of the
   steady epochs.
+- ``families``: steady epoch seconds of the MLP, conv and conditional models at batch 32 and
+  256 on ``--family-images`` training images (10 000 by default), through the same path.
 - ``scaling``: vaelab epoch time for batch 32…1024 and latent 2, 32, 128.
 - ``inference``: encoder + decoder throughput on the 10 000 test images.
 - ``iwae``: ``bounds.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
@@ -73,13 +75,17 @@ def vaelab_epochs(config, dataset, epochs, between=None):
     schedule = config.kl_schedule()
     if schedule is not None:
         callbacks.insert(1, KLSchedule(schedule, verbose=False))
-    callbacks.insert(-1, CollapseMonitor(dataset.x_test[:config.heldout_size], verbose=False))
-    callbacks.insert(-1, StopOnNonFinite())
     import dataclasses
 
     config = dataclasses.replace(config, epochs=epochs)
+    if config.conditional:
+        config = dataclasses.replace(config, classes=dataset.classes)
     vae = new_vae(config, dataset.input_dim)
-    fit_vae(vae, dataset.x_train, dataset, config, callbacks)
+    heldout = slice(0, config.heldout_size)
+    callbacks.insert(-1, CollapseMonitor(vae.with_labels(dataset.x_test[heldout],
+                                                         dataset.y_test[heldout]), verbose=False))
+    callbacks.insert(-1, StopOnNonFinite())
+    fit_vae(vae, vae.with_labels(dataset.x_train, dataset.y_train), dataset, config, callbacks)
     return timer.seconds, vae
 
 
@@ -121,6 +127,21 @@ def part_epochs(args) -> dict:
             "vaelab_median_s": round(steady_v, 3), "floor_median_s": round(steady_f, 3),
             "ratio": round(steady_v / steady_f, 3),
         }
+    return results
+
+
+def part_families(args) -> dict:
+    """Steady epoch seconds of each model family at batch 32 and 256 (same fit path)."""
+    TrainConfig, load_dataset = load()
+    results = {}
+    families = {"mlp": {}, "mlp_conditional": dict(conditional=True),
+                "conv": dict(model="conv", hidden_dim=16),
+                "conv_conditional": dict(model="conv", hidden_dim=16, conditional=True)}
+    for name, change in families.items():
+        for batch in (32, 256):
+            config = TrainConfig(batch_size=batch, train_size=args.family_images, **change)
+            seconds, _ = vaelab_epochs(config, load_dataset(config), 3)
+            results[f"{name}_batch_{batch}"] = round(statistics.median(seconds[1:]), 3)
     return results
 
 
@@ -179,7 +200,8 @@ def part_lab(args) -> dict:
     return {"seconds": round(seconds, 1), "child_peak_mb": round(peak)}
 
 
-PARTS = {"epochs": part_epochs, "scaling": part_scaling, "inference": part_inference,
+PARTS = {"epochs": part_epochs, "families": part_families, "scaling": part_scaling,
+         "inference": part_inference,
          "iwae": part_iwae, "lab": part_lab}
 
 
@@ -189,6 +211,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="steady epochs per batch size")
     parser.add_argument("--train-size", type=int, default=None, help="training images (all)")
     parser.add_argument("--iwae-images", type=int, default=1000)
+    parser.add_argument("--family-images", type=int, default=10000,
+                        help="training images per epoch in the families part")
     parser.add_argument("--lab", action="store_true", help="also time the whole vaelab lab")
     parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
