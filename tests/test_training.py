@@ -174,3 +174,11 @@ def test_mlp_of_any_shape_and_activation(tmp_path):
     assert all(l.activation is keras.activations.tanh for l in vae.encoder.layers[1:3])
     history = runs.read_history_csv(out / "history.csv")
     assert history["reconstruction_loss"][-1] < history["reconstruction_loss"][0]
+
+
+def test_conv_runs_take_short_groups():
+    """Conv groups are unrolled (see VAEModel.make_train_function), so they stay short."""
+    from vaelab.fit import MAX_STEPS_CONV, steps_per_execution
+
+    assert steps_per_execution(60000, TrainConfig(model="conv")) <= MAX_STEPS_CONV == 8
+    assert steps_per_execution(60000, TrainConfig()) == 125

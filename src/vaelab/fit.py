@@ -15,6 +15,7 @@ from vaelab.config import TrainConfig
 
 VALIDATION_BATCH = 1000        # images per validation step
 MAX_STEPS_PER_EXECUTION = 128  # training steps per compiled call (JAX scan), at most
+MAX_STEPS_CONV = 8             # the conv model's groups are unrolled: short, to compile fast
 
 
 def progress_mode(verbose: bool) -> int:
@@ -54,7 +55,8 @@ def steps_per_execution(n_images: int, config: TrainConfig) -> int:
     has fewer than 20 batches, with ``--distribute`` and off JAX.
     """
     full = n_images // config.batch_size
-    target = min(MAX_STEPS_PER_EXECUTION, full // 10)
+    cap = MAX_STEPS_CONV if config.model == "conv" else MAX_STEPS_PER_EXECUTION
+    target = min(cap, full // 10)
     if target < 2 or config.distribute or keras.backend.backend() != "jax":
         return 1
     divisor = max(d for d in range(1, target + 1) if full % d == 0)

@@ -96,18 +96,26 @@ class VAEModel(keras.Model):
         self.train_function = _scanned_train_function(self, steps)
 
 
+def _has_convolutions(model: keras.Model) -> bool:
+    return any(isinstance(layer, keras.layers.Conv2D) for layer in walk_layers(model))
+
+
 def _scanned_train_function(model: keras.Model, steps: int):
     """``(state, iterator) -> (logs, state)`` for up to ``steps`` batches (JAX only)."""
     import jax
 
     single = jax.jit(model.train_step, donate_argnums=0)
+    # XLA's CPU convolutions inside a rolled loop ran 2.5x slower than as single steps
+    # (conv model, 2 048 images at batch 32: 17.1 s against 6.8 s an epoch); unrolled
+    # groups run at the single-step pace (6.7 s). Dense models keep the rolled loop.
+    unroll = steps if _has_convolutions(model) else 1
 
     def scan(state, batches):
         def body(state, batch):
             logs, state = model.train_step(state, batch)
             return state, logs
 
-        state, logs = jax.lax.scan(body, state, batches)  # logs: each value (n,)
+        state, logs = jax.lax.scan(body, state, batches, unroll=unroll)  # logs: each (n,)
         return {name: value[-1] for name, value in logs.items()}, state, logs["loss"]
 
     scanned = jax.jit(scan, donate_argnums=0)
