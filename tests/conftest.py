@@ -79,3 +79,44 @@ def jacobians(fn, *args):
     else:
         pytest.skip(f"no autodiff helper for the {backend} backend (JAX and torch only)")
     return [np.asarray(ops.convert_to_numpy(j), dtype=np.float64) for j in jac]
+
+
+def start_vaelab(args):
+    """``python -m vaelab ARGS`` as a child process (pair it with :func:`finish`)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "vaelab", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(child, timeout=180):
+    """Wait for a child, bounded in time; kill it by its PID if it overruns.
+
+    Returns ``(exit status, stdout, stderr)``.
+    """
+    import signal
+
+    try:
+        out, err = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+    return child.returncode, out, err
+
+
+def self_signal_script(signal_name: str) -> str:
+    """A ``python -c`` script that runs ``vaelab`` with its arguments and sends itself
+    ``signal_name`` after the 5th batch of epoch 3 (SIGKILL: no cleanup; SIGINT: Ctrl-C)."""
+    return (
+        "import os, signal, sys\n"
+        "import vaelab\n"
+        "from vaelab import callbacks, cli\n"
+        "original = callbacks.StopOnNonFinite.on_train_batch_end\n"
+        "def on_train_batch_end(self, batch, logs=None):\n"
+        "    original(self, batch, logs)\n"
+        "    if self._epoch == 3 and batch == 4:\n"
+        f"        os.kill(os.getpid(), signal.{signal_name})\n"
+        "callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n")

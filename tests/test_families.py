@@ -189,14 +189,15 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_for_a_conv_run(tmp_p
     import subprocess
     import sys
 
-    from test_reliability import KILLER
+    from conftest import self_signal_script
 
     make_idx_dir(tmp_path / "data", n_train=192, n_test=48, side=16)
     args = ["train", "--quiet", "--model", "conv", "--conditional", "--epochs", "4",
             "--batch-size", "16", "--hidden", "8", "--latent-dim", "2", "--anneal", "2:2",
             "--seed", "5", "--data-dir", str(tmp_path / "data")]
     killed = tmp_path / "killed"
-    done = subprocess.run([sys.executable, "-c", KILLER, *args, "--out", str(killed)],
+    done = subprocess.run([sys.executable, "-c", self_signal_script("SIGKILL"), *args,
+                           "--out", str(killed)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert runs.read_json(killed / "checkpoint" / "state.json")["epochs_done"] == 2

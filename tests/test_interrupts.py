@@ -6,12 +6,11 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
-from conftest import make_idx_dir
+from conftest import finish, make_idx_dir, self_signal_script, start_vaelab
 
 from vaelab import cli, runs
 
@@ -39,37 +38,12 @@ def temporaries(run_dir):
     return [p for p in run_dir.rglob(".*") if ".tmp" in p.name]
 
 
-SELF_INTERRUPT = textwrap.dedent("""
-    import os, signal, sys
-    import vaelab
-    from vaelab import callbacks, cli
-
-    # SIGINT to itself after the 5th batch of epoch 3, as a Ctrl-C would arrive.
-    original = callbacks.StopOnNonFinite.on_train_batch_end
-    def on_train_batch_end(self, batch, logs=None):
-        original(self, batch, logs)
-        if self._epoch == 3 and batch == 4:
-            os.kill(os.getpid(), signal.SIGINT)
-    callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end
-    sys.exit(cli.main(sys.argv[1:]))
-""")
-
-
-def run_bounded(args, timeout=120):
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = child.communicate(timeout=timeout)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
-    return child.returncode, out, err
-
-
 def test_sigint_mid_epoch_keeps_the_checkpoint_and_resume_is_exact(tmp_path, data_dir):
     stopped = tmp_path / "stopped"
-    code, _, err = run_bounded([sys.executable, "-c", SELF_INTERRUPT,
-                                *cli_args(data_dir, stopped, SMALL)])
+    child = subprocess.Popen([sys.executable, "-c", self_signal_script("SIGINT"),
+                              *cli_args(data_dir, stopped, SMALL)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code, _, err = finish(child, timeout=120)
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "vaelab: interrupted (last checkpoint: epoch 2)"
     assert runs.read_json(stopped / "checkpoint" / "state.json")["epochs_done"] == 2
@@ -102,8 +76,8 @@ def test_a_signal_from_outside_stops_training(tmp_path, data_dir, signum, status
     """A long run is signalled once its first checkpoint exists (40 SIGINTs 50 ms apart in
     the last case): it stops within seconds, names its checkpoint, and can be resumed."""
     run_dir = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-m", "vaelab", *cli_args(data_dir, run_dir, LONG)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = start_vaelab(cli_args(data_dir, run_dir, LONG))
+    sent = time.monotonic()
     try:
         wait_for_checkpoint(run_dir, child)
         sent = time.monotonic()
@@ -112,13 +86,10 @@ def test_a_signal_from_outside_stops_training(tmp_path, data_dir, signum, status
                 break
             os.kill(child.pid, signum)
             time.sleep(0.05)
-        _, err = child.communicate(timeout=60)
-        stopped_after = time.monotonic() - sent
     finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
-    assert child.returncode == status, err
+        code, _, err = finish(child, timeout=60)
+    stopped_after = time.monotonic() - sent
+    assert code == status, err
     match = MESSAGE.match(err.strip().splitlines()[-1])
     assert match, err
     assert runs.read_json(run_dir / "checkpoint" / "state.json")["epochs_done"] == int(match[1])

@@ -3,12 +3,11 @@ evaluate and explore; --overwrite removes only vaelab's own files."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import make_idx_dir
+from conftest import finish, make_idx_dir
+from conftest import start_vaelab as start
 
 from vaelab import cli, runs
 
@@ -22,27 +21,11 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-def start(args):
-    return subprocess.Popen([sys.executable, "-m", "vaelab", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(child, timeout=180):
-    """Wait for a child (bounded), kill it by PID if it overruns; (status, stderr)."""
-    try:
-        _, err = child.communicate(timeout=timeout)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
-    return child.returncode, err
-
-
 def test_two_trainings_into_one_folder_one_wins(tmp_path, data_dir):
     out = tmp_path / "same"
     args = ["train", *TRAIN, "--epochs", "2", "--data-dir", data_dir, "--out", out]
     children = [start(args), start(args)]
-    results = sorted(finish(child) for child in children)
+    results = sorted(finish(child)[::2] for child in children)  # (status, stderr)
     (ok, _), (refused, err) = results
     assert (ok, refused) == (0, 2), results
     assert err.count("\n") == 1 and err.startswith("vaelab: error: ")
@@ -65,7 +48,7 @@ def test_overwrite_while_another_run_writes_is_refused(tmp_path, data_dir):
         config_before = (out / "config.json").read_text()
         b = start(["train", *TRAIN, "--epochs", "1", "--seed", "2", "--data-dir", data_dir,
                    "--out", out, "--overwrite"])
-        status, err = finish(b)
+        status, _, err = finish(b)
         assert status == 2
         assert err == (f"vaelab: error: {out} is in use by another vaelab process (PID {a.pid}); "
                        f"wait for it to finish or stop it\n")

@@ -3,12 +3,11 @@
 import signal
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
-from conftest import make_idx_dir
+from conftest import make_idx_dir, self_signal_script
 
 from vaelab import cli, runs
 
@@ -28,20 +27,7 @@ def weights(run_dir):
     return [np.asarray(w) for w in model.get_weights()]
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    import vaelab
-    from vaelab import callbacks, cli
-
-    # Die by SIGKILL in the middle of epoch 3 (after its 5th batch): no cleanup runs.
-    original = callbacks.StopOnNonFinite.on_train_batch_end
-    def on_train_batch_end(self, batch, logs=None):
-        original(self, batch, logs)
-        if self._epoch == 3 and batch == 4:
-            os.kill(os.getpid(), signal.SIGKILL)
-    callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end
-    sys.exit(cli.main(sys.argv[1:]))
-""")
+KILLER = self_signal_script("SIGKILL")  # dies mid-epoch 3: no cleanup runs
 
 
 def cli_args(data_dir, out):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import keras
-import numpy as np
 
 from vaelab.config import TrainConfig
 
