@@ -225,7 +225,8 @@ def main() -> None:
         return
     if args.quick:
         args.train_size, args.epochs, args.iwae_images = 4096, 2, 50
-    forwarded = ["--epochs", str(args.epochs), "--iwae-images", str(args.iwae_images)]
+    forwarded = ["--epochs", str(args.epochs), "--iwae-images", str(args.iwae_images),
+                 "--family-images", str(args.family_images)]
     if args.train_size:
         forwarded += ["--train-size", str(args.train_size)]
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

@@ -60,6 +60,18 @@ def copy_run(finished, tmp_path):
                              "(2**32 - 1), received 4294967296"),
     ("--hidden-dim", "1000000000", "hidden-dim 1000000000 and latent-dim 2 need about"),
     ("--latent-dim", "1000000000", "hidden-dim 8 and latent-dim 1000000000 need about"),
+    ("--beta", "0", "--beta must be a positive finite number (1: the plain KL), received 0.0"),
+    ("--beta", "nan", "--beta must be a positive finite number (1: the plain KL), received nan"),
+    ("--beta", "-2", "--beta must be a positive finite number (1: the plain KL), received -2.0"),
+    ("--beta", "x", "argument --beta: expected a number, received 'x'"),
+    ("--free-bits", "-1", "--free-bits must be a non-negative finite number of nats (0: off), "
+                          "received -1.0"),
+    ("--free-bits", "inf", "--free-bits must be a non-negative finite number of nats (0: off), "
+                           "received inf"),
+    ("--objective", "iwae:0", "--objective must be elbo or iwae:K with K a positive integer, "
+                              "received 'iwae:0'"),
+    ("--objective", "iwae:x", "received 'iwae:x'"),
+    ("--objective", "vae", "received 'vae'"),
     ("--out", "", "argument --out: expected a path, received ''"),
     ("--data-dir", "", "argument --data-dir: expected a path, received ''"),
     ("--resume", "", "argument --resume: expected a path, received ''"),
@@ -72,6 +84,21 @@ def test_option_values(tmp_path, data_dir, capsys, option, value, message):
     except SystemExit as exc:  # argparse's own errors
         status = exc.code
     assert status == 2
+    one_line(capsys, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "iwae:5", "--free-bits", "0.5"],
+     "--objective iwae:5 cannot be combined with --free-bits"),
+    (["--objective", "iwae:5", "--anneal", "1:2"],
+     "--objective iwae:5 cannot be combined with --anneal or --schedule"),
+    (["--objective", "iwae:5", "--beta", "2"], "--objective iwae:5 needs --beta 1"),
+])
+def test_objective_combinations_without_a_meaning(tmp_path, data_dir, capsys, extra, message):
+    out = tmp_path / "out"
+    assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out),
+                     *extra]) == 2
     one_line(capsys, message)
     assert not out.exists()
 

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab import likelihoods
-from vaelab.metrics import LOG_2PI, kl_elementwise
+from vaelab import likelihoods, objectives
+from vaelab.metrics import kl_elementwise
 
 
 def _likelihood(likelihood):
@@ -134,28 +134,24 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
                     initializer=keras.initializers.Constant((kernel @ kernel.T).astype(np.float32)))
 
         def call(self, x, mean, log_var, eps, label=None):
+            if self.last is None:
+                return objectives.log_weights(self.decoder, likelihood, variance, x, mean,
+                                              log_var, eps, label)[0]
             b, s, latent = ops.shape(eps)
             z = ops.expand_dims(mean, 1) + ops.exp(0.5 * ops.expand_dims(log_var, 1)) * eps
-            rows = ops.reshape(z, (b * s, latent))                          # (B·S, L)
-            if self.last is None:
-                if label is not None:  # each image's label beside each of its S draws
-                    rows = [rows, ops.repeat(label, s, axis=0)]             # (B·S, C)
-                decoded = ops.reshape(self.decoder(rows), (b, s, -1))      # (B, S, D)
-                log_px = likelihood.log_prob(ops.expand_dims(x, 1), decoded, variance, xp=ops)
-            else:
-                h = rows
-                for layer in self.body:
-                    h = layer(h)                                            # (B·S, H)
-                kernel = ops.convert_to_tensor(self.last.kernel)            # (H, D)
-                r = x if self.last.bias is None else x - self.last.bias     # (B, D)
-                quadratic = ops.sum(h * ops.matmul(h, self.gram), -1)       # h·(W Wᵀ)h: (B·S,)
-                w_r = ops.expand_dims(ops.matmul(r, ops.transpose(kernel)), 1)  # W r: (B, 1, H)
-                cross = ops.sum(ops.reshape(h, (b, s, -1)) * w_r, -1)       # (B, S)
-                square = (ops.expand_dims(ops.sum(ops.square(r), -1), 1) - 2 * cross
-                          + ops.reshape(quadratic, (b, s)))                 # ‖r − hW‖²
-                log_px = -0.5 * square / variance - likelihood.log_normalizer(d, variance)
-            log_pz = -0.5 * ops.sum(LOG_2PI + ops.square(z), -1)
-            log_qz = -0.5 * ops.sum(LOG_2PI + ops.expand_dims(log_var, 1) + ops.square(eps), -1)
+            h = ops.reshape(z, (b * s, latent))                                 # (B·S, L)
+            for layer in self.body:
+                h = layer(h)                                                    # (B·S, H)
+            kernel = ops.convert_to_tensor(self.last.kernel)                    # (H, D)
+            r = x if self.last.bias is None else x - self.last.bias             # (B, D)
+            quadratic = ops.sum(h * ops.matmul(h, self.gram), -1)               # h·(W Wᵀ)h: (B·S,)
+            w_r = ops.expand_dims(ops.matmul(r, ops.transpose(kernel)), 1)      # W r: (B, 1, H)
+            cross = ops.sum(ops.reshape(h, (b, s, -1)) * w_r, -1)               # (B, S)
+            square = (ops.expand_dims(ops.sum(ops.square(r), -1), 1) - 2 * cross
+                      + ops.reshape(quadratic, (b, s)))                         # ‖r − hW‖²
+            log_px = -0.5 * square / variance - likelihood.log_normalizer(d, variance)
+            log_pz, log_qz = objectives.log_prior_and_posterior(
+                z, ops.expand_dims(log_var, 1), eps)
             return log_px + log_pz - log_qz
 
         def compute_output_shape(self, x_shape, mean_shape, log_var_shape, eps_shape,

@@ -52,7 +52,7 @@ def _default_out(prefix: str = "runs") -> str:
 
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "activation", "latent_dim", "kl_scale",
-                 "likelihood", "dataset", "anneal",
+                 "beta", "free_bits", "objective", "likelihood", "dataset", "anneal",
                  "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size",
                  "distribute")
 
@@ -201,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kl-scale",
                        help="multiplies the KL; a fraction or a number (default 1/784 for the "
                             "gaussian likelihood, 1 for bernoulli; 1 = unscaled)")
+    train.add_argument("--beta", type=_float, metavar="B",
+                       help="the KL term times B on top of the natural scale (default 1)")
+    train.add_argument("--free-bits", type=_float, metavar="NATS",
+                       help="each latent dimension's batch-mean KL counts at least NATS "
+                            "(Kingma et al. 2016; default 0, off)")
+    train.add_argument("--objective", metavar="elbo|iwae:K",
+                       help="elbo (default) or the importance-weighted bound of K samples")
     train.add_argument("--likelihood", choices=["gaussian", "bernoulli"],
                        help="decoder likelihood: gaussian (the lab's MSE, default) or bernoulli "
                             "(logits, summed cross-entropy, images binarized)")

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from vaelab import likelihoods, schedules
+from vaelab import likelihoods, objectives, schedules
 from vaelab.data.sources import DATASETS
 
 
@@ -64,6 +64,14 @@ def _positive_int(name: str, value, allow_none: bool = False) -> None:
         raise UsageError(f"{name} must be a positive integer, received {value!r}")
 
 
+def _finite(name: str, value, expected: str, allowed) -> float:
+    """``value`` as a float if it is a finite number passing ``allowed``; else ``UsageError``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not allowed(value)):
+        raise UsageError(f"{name} must be {expected}, received {value!r}")
+    return float(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a VAE training run (defaults are the lab's)."""
@@ -78,6 +86,9 @@ class TrainConfig:
     latent_dim: int = 32            # dimensions of z
     kl_scale: float | None = None   # multiplies the KL; None: the likelihood's natural scale,
                                     # 1/pixels (gaussian: 1/784 for MNIST), 1 (bernoulli)
+    beta: float = 1.0               # the KL term times β on top of kl_scale (β-VAE)
+    free_bits: float = 0.0          # λ nats per latent dimension (Kingma et al. 2016); 0: plain KL
+    objective: str = "elbo"         # "elbo" (the lab's) or "iwae:K" (Burda et al. 2015)
     likelihood: str = "gaussian"    # "gaussian": the lab's MSE; "bernoulli": logits + summed BCE
     anneal: str | None = None       # "START:DURATION", the lab's linear KL annealing
     schedule: str | None = None     # "cyclical:C:R", "sigmoid:C:S", "linear:S:D", "constant:W"
@@ -128,6 +139,16 @@ class TrainConfig:
                              f"received {self.likelihood!r}")
         if self.kl_scale is not None:
             object.__setattr__(self, "kl_scale", parse_kl_scale(self.kl_scale))
+        object.__setattr__(self, "beta", _finite(
+            "--beta", self.beta, "a positive finite number (1: the plain KL)", lambda v: v > 0))
+        object.__setattr__(self, "free_bits", _finite(
+            "--free-bits", self.free_bits, "a non-negative finite number of nats (0: off)",
+            lambda v: v >= 0))
+        try:
+            objective = objectives.parse(self.objective)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        object.__setattr__(self, "objective", objective.name)
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise UsageError(f"learning-rate must be a positive number, received {self.learning_rate!r}")
@@ -137,12 +158,39 @@ class TrainConfig:
             self.kl_schedule()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if isinstance(objective, objectives.IWAE):
+            self._check_iwae()
+
+    def _check_iwae(self) -> None:
+        """Refuse what has no defined meaning with the importance-weighted objective."""
+        k = self.objective
+        if self.free_bits:
+            raise UsageError(f"--objective {k} cannot be combined with --free-bits: free bits "
+                             f"change a closed-form KL per dimension, which the IWAE bound has not")
+        if self.anneal is not None or self.schedule is not None:
+            raise UsageError(f"--objective {k} cannot be combined with --anneal or --schedule: "
+                             f"the bound weighs p(z)/q(z|x) inside the log-sum-exp, not a KL term")
+        if self.beta != 1:
+            raise UsageError(f"--objective {k} needs --beta 1: a weighted prior inside the "
+                             f"importance weights is not a bound on log p(x)")
+        if self.kl_scale is not None and self.model_likelihood.variance(1, 1.0) is None \
+                and self.kl_scale != 1:
+            raise UsageError(f"--objective {k} with the {self.likelihood} likelihood needs "
+                             f"--kl-scale 1, received {self.kl_scale:g}")
 
     def for_data(self, pixels: int) -> "TrainConfig":
         """This config with ``kl_scale`` set: the likelihood's natural scale when it is ``None``."""
         if self.kl_scale is not None:
             return self
         return dataclasses.replace(self, kl_scale=self.model_likelihood.natural_kl_scale(pixels))
+
+    def effective_kl_scale(self, pixels: int) -> float:
+        """What multiplies the KL in the loss: ``β · kl_scale`` (the natural scale if unset).
+
+        For the Gaussian likelihood, β/D on the per-pixel MSE is the lab's 1/784 times β;
+        for the Bernoulli's summed cross-entropy it is β itself.
+        """
+        return self.beta * self.for_data(pixels).kl_scale
 
     @property
     def model_likelihood(self):
@@ -151,7 +199,7 @@ class TrainConfig:
 
     def decoder_variance(self, pixels: int) -> float | None:
         """The Gaussian decoder variance σ² the training objective implies (``None``: Bernoulli)."""
-        return self.model_likelihood.variance(pixels, self.for_data(pixels).kl_scale)
+        return self.model_likelihood.variance(pixels, self.effective_kl_scale(pixels))
 
     def kl_schedule(self) -> schedules.Schedule | None:
         """The KL-weight schedule, or ``None`` for a constant weight of 1."""

@@ -50,6 +50,16 @@ def kl_standard_normal(mean, log_var):
     return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
 
 
+def kl_standard_normal_elementwise(mean, log_var):
+    """KL(N(μ, σ²) || N(0, 1)) of each coordinate: ``−½ (1 + log σ² − σ² − μ²)``, same shape.
+
+    :func:`kl_standard_normal` is its sum over the last axis.
+    """
+    _same_shape(mean=mean, log_var=log_var)
+    mean, log_var = ops.convert_to_tensor(mean), ops.convert_to_tensor(log_var)
+    return -0.5 * (1.0 + log_var - ops.square(mean) - ops.exp(log_var))
+
+
 def kl_diagonal_normals(mean_q, log_var_q, mean_p, log_var_p):
     """KL(q || p) of two diagonal Gaussians per example.
 

@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from vaelab.divergences import kl_standard_normal
+from vaelab.divergences import kl_standard_normal, kl_standard_normal_elementwise
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -77,9 +77,15 @@ class Sampling(keras.layers.Layer):
     that makes the lab's model collapse. ``kl_weight`` is a non-trainable
     weight (initially 1.0) so a callback can anneal it in a compiled train step.
 
+    With ``free_bits = λ > 0`` (Kingma et al. 2016) the KL term is instead
+    ``kl_weight · kl_scale · Σ_d max(λ, KL_d)`` with ``KL_d`` the KL of latent
+    dimension d averaged over the batch: a dimension below λ nats costs λ and
+    gets no gradient from the KL.
+
     Args:
         kl_scale: positive float multiplying the KL term.
         seed: int or ``None``, seed of the noise generator.
+        free_bits: non-negative float λ, nats per latent dimension (0: the plain KL).
 
     Input shape:
         ``[(batch_size, latent), (batch_size, latent)]``: mean and log-variance.
@@ -88,9 +94,10 @@ class Sampling(keras.layers.Layer):
         ``(batch_size, latent)``.
     """
 
-    def __init__(self, kl_scale=1 / 784, seed=None, **kwargs):
+    def __init__(self, kl_scale=1 / 784, seed=None, free_bits=0.0, **kwargs):
         super().__init__(**kwargs)
         self.kl_scale = _check_positive_float("kl_scale", kl_scale)
+        self.free_bits = 0.0 if free_bits == 0 else _check_positive_float("free_bits", free_bits)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -106,13 +113,22 @@ class Sampling(keras.layers.Layer):
 
     def call(self, inputs):
         mean, log_var = inputs
-        kl = kl_standard_normal(mean, log_var)  # (batch,)
-        self.add_loss(self.kl_weight * self.kl_scale * ops.mean(kl))
-        epsilon = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        if self.free_bits:
+            per_dimension = ops.mean(kl_standard_normal_elementwise(mean, log_var), axis=0)  # (L,)
+            kl = ops.sum(ops.maximum(per_dimension, self.free_bits))
+        else:
+            kl = ops.mean(kl_standard_normal(mean, log_var))  # batch mean of (batch,)
+        self.add_loss(self.kl_weight * self.kl_scale * kl)
+        epsilon = self.noise(ops.shape(mean), mean.dtype)
         return mean + ops.exp(0.5 * log_var) * epsilon
+
+    def noise(self, shape, dtype="float32"):
+        """Standard normal draws of ``shape`` from the layer's seed generator."""
+        return keras.random.normal(shape, dtype=dtype, seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
 
     def get_config(self):
-        return {**super().get_config(), "kl_scale": self.kl_scale, "seed": self.seed}
+        return {**super().get_config(), "kl_scale": self.kl_scale, "seed": self.seed,
+                "free_bits": self.free_bits}

@@ -79,6 +79,10 @@ class Bernoulli:
     def variance(self, pixels: int, kl_scale: float) -> None:
         return None
 
+    def log_normalizer(self, pixels: int, variance=None) -> float:
+        """A Bernoulli needs no normalising constant: 0."""
+        return 0.0
+
     def log_prob(self, x, logits, variance=None, xp=np):
         """``Σ x·l − softplus(l)`` over pixels, ``(..., D) -> (...)``; ``xp`` is NumPy or ``keras.ops``."""
         return xp.sum(x * logits - xp.logaddexp(0.0, logits), axis=-1)

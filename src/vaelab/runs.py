@@ -210,9 +210,12 @@ def environment() -> dict:
 
 
 def write_config(run_dir, config: TrainConfig, data: dict, fit: dict) -> None:
-    """``config.json``: every setting, the data's identity, the fit settings, the environment."""
+    """``config.json``: every setting, the KL scale in the loss (``effective_kl_scale`` = β ·
+    ``kl_scale``), the data's identity, the fit settings, the environment."""
+    effective = None if config.kl_scale is None else config.beta * config.kl_scale
     write_json(Path(run_dir) / "config.json",
-               {**config.to_dict(), "data": data, "fit": fit, "environment": environment()})
+               {**config.to_dict(), "effective_kl_scale": effective, "data": data, "fit": fit,
+                "environment": environment()})
 
 
 def read_config(run_dir) -> dict:

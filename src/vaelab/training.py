@@ -79,9 +79,11 @@ def new_vae(config: TrainConfig, input_dim: int) -> VAE:
     """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
     keras.utils.set_random_seed(config.seed)
     config = config.for_data(input_dim)
-    vae = build_vae(input_dim, config.hidden, config.latent_dim, config.kl_scale,
-                    seed=config.seed, likelihood=config.likelihood, activation=config.activation,
-                    model=config.model, classes=config.classes or 0)
+    vae = build_vae(input_dim, config.hidden, config.latent_dim,
+                    config.effective_kl_scale(input_dim), seed=config.seed,
+                    likelihood=config.likelihood, activation=config.activation,
+                    model=config.model, classes=config.classes or 0,
+                    free_bits=config.free_bits, objective=config.objective)
     return compile_vae(vae, config.learning_rate)
 
 

@@ -52,24 +52,26 @@ def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int,
 
 
 def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, seed=None,
-              likelihood="gaussian", activation="relu", model="mlp", classes=0) -> VAE:
+              likelihood="gaussian", activation="relu", model="mlp", classes=0,
+              free_bits=0.0, objective="elbo") -> VAE:
     """The lab's VAE: 784 → 512 relu → (32 mean, 32 log-variance) → sample → 512 relu → 784.
 
     ``hidden_dim`` may be a list of widths (the decoder mirrors it). ``model="conv"`` puts
     the convolutional encoder and decoder of :mod:`vaelab.models.conv` around the same
     sampling layer; ``classes > 0`` makes a conditional VAE (a one-hot label of that many
     classes is a second input of the encoder and the decoder). The output layer is
-    linear: means for the Gaussian likelihood, logits for the Bernoulli one. The model
+    linear: means for the Gaussian likelihood, logits for the Bernoulli one. ``free_bits``
+    goes to the sampling layer, ``objective`` (``"elbo"`` or ``"iwae:K"``) to the model. The model
     is not compiled; use :func:`vaelab.models.compile_vae` for the lab's Adam. Layers
     are built in the order encoder, sampling, decoder (the weights drawn under
     ``keras.utils.set_random_seed`` depend on it).
     """
     encode, decode = (conv_encoder, conv_decoder) if model == "conv" else (mlp_encoder, mlp_decoder)
     encoder = encode(input_dim, _widths(hidden_dim), latent_dim, activation, classes)
-    sampling = Sampling(kl_scale=kl_scale, seed=seed, name="sampling")
+    sampling = Sampling(kl_scale=kl_scale, seed=seed, free_bits=free_bits, name="sampling")
     decoder = decode(latent_dim, list(reversed(_widths(hidden_dim))), input_dim, activation,
                      classes)
-    return assemble(encoder, sampling, decoder, likelihood)
+    return assemble(encoder, sampling, decoder, likelihood, objective=objective)
 
 
 def build_classifier(input_dim=784, seed=None) -> keras.Model:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab import likelihoods
+from vaelab import likelihoods, objectives
 from vaelab.devices import predict
 from vaelab.layers import Sampling
 
@@ -35,19 +35,43 @@ class VAEModel(keras.Model):
     holds per epoch in ``History`` (a short last batch included). Without targets
     (``fit(x)``) the inputs are the targets.
 
+    With ``objective="iwae:K"`` the loss is the importance-weighted bound of K samples per
+    image instead (:mod:`vaelab.objectives`): the encoder, the sampling layer's noise and
+    the decoder are run on the ``B·K`` rows here, and the history also records
+    ``importance_gain`` and ``iwae_bound``, with ``loss = reconstruction_loss + kl_loss −
+    importance_gain``. (Under JAX the model's own single-sample forward pass, unused
+    then, is removed by the compiler.)
+
     Args:
         likelihood: ``"gaussian"`` or ``"bernoulli"`` (``vaelab.likelihoods``).
+        objective: ``"elbo"`` (the lab's) or ``"iwae:K"``.
         *args, **kwargs: those of a functional ``keras.Model`` (inputs, outputs, name).
     """
 
-    def __init__(self, *args, likelihood="gaussian", **kwargs):
+    def __init__(self, *args, likelihood="gaussian", objective="elbo", **kwargs):
         super().__init__(*args, **kwargs)
         self.likelihood = likelihoods.get(likelihood)
+        self.objective = objectives.parse(objective)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        if isinstance(self.objective, objectives.IWAE):
+            self.gain_tracker = keras.metrics.Mean(name="importance_gain")
+            self.bound_tracker = keras.metrics.Mean(name="iwae_bound")
 
     def get_config(self):
-        return {**super().get_config(), "likelihood": self.likelihood.name}
+        return {**super().get_config(), "likelihood": self.likelihood.name,
+                "objective": self.objective.name}
+
+    def parts(self) -> tuple[keras.Model, Sampling, keras.Model]:
+        """``(encoder, sampling, decoder)``, found by their roles (see :meth:`VAE.from_model`)."""
+        models = [layer for layer in self.layers if isinstance(layer, keras.Model)]
+        samplers = [layer for layer in self.layers if isinstance(layer, Sampling)]
+        if len(models) != 2 or len(samplers) != 1:
+            raise ValueError(
+                f"a vaelab VAE is a VAEModel of an encoder and a decoder sub-model joined by one "
+                f"Sampling layer; {self.name!r} has {len(models)} sub-model(s) and "
+                f"{len(samplers)} Sampling layer(s) (was it made by an older vaelab?)")
+        return models[0], samplers[0], models[1]
 
     def reconstruction_loss(self, y, y_pred):
         """Batch mean of the per-example reconstruction loss: a scalar."""
@@ -63,15 +87,36 @@ class VAEModel(keras.Model):
             raise ValueError(
                 f"targets and reconstructions must have the same shape, received "
                 f"y={tuple(y.shape)} and y_pred={tuple(y_pred.shape)}")
+        batch = ops.shape(y_pred)[0]  # Keras weights its loss tracker by the batch size
+        if isinstance(self.objective, objectives.IWAE):
+            return self._iwae_loss(x, y, batch)
         reconstruction = self.reconstruction_loss(y, y_pred)
         if self.losses:
             kl = ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
         else:
             kl = ops.zeros((), dtype="float32")
-        batch = ops.shape(y_pred)[0]  # Keras weights its loss tracker by the batch size
         self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch)
         self.kl_tracker.update_state(kl, sample_weight=batch)
         return reconstruction + kl
+
+    def _iwae_loss(self, x, y, batch):
+        """The importance-weighted loss of ``objective.samples`` draws per image."""
+        encoder, sampling, decoder = self.parts()
+        label = x[1] if isinstance(x, (list, tuple)) else None
+        mean, log_var = encoder(x)
+        k = self.objective.samples
+        eps = sampling.noise((ops.shape(mean)[0], k, ops.shape(mean)[1]))    # (B, K, L)
+        pixels = int(y.shape[-1])
+        variance = self.likelihood.variance(pixels, sampling.kl_scale)
+        log_w, log_px, log_ratio = objectives.log_weights(
+            decoder, self.likelihood, variance, y, mean, log_var, eps, label)
+        terms = objectives.iwae_terms(log_w, log_px, log_ratio, sampling.kl_scale,
+                                      self.likelihood.log_normalizer(pixels, variance))
+        for tracker, name in ((self.reconstruction_tracker, "reconstruction_loss"),
+                              (self.kl_tracker, "kl_loss"), (self.gain_tracker, "importance_gain"),
+                              (self.bound_tracker, "iwae_bound")):
+            tracker.update_state(terms[name], sample_weight=batch)
+        return terms["loss"]
 
     def make_train_function(self, force=False):
         """Keras' train function, except under JAX with ``steps_per_execution > 1``.
@@ -208,18 +253,14 @@ class VAE:
         The model's layers must be one encoder sub-model, one ``Sampling`` layer and one
         decoder sub-model, in that order (``keras.Model.layers`` lists them in graph order).
         """
-        parts = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        samplers = [layer for layer in model.layers if isinstance(layer, Sampling)]
-        if not isinstance(model, VAEModel) or len(parts) != 2 or len(samplers) != 1:
-            raise ValueError(
-                f"a vaelab VAE is a VAEModel of an encoder and a decoder sub-model joined by one "
-                f"Sampling layer; {model.name!r} has {len(parts)} sub-model(s) and "
-                f"{len(samplers)} Sampling layer(s) (was it made by an older vaelab?)")
-        return cls(model, parts[0], samplers[0], parts[1])
+        if not isinstance(model, VAEModel):
+            raise ValueError(f"a vaelab VAE is a VAEModel, received {type(model).__name__} "
+                             f"{model.name!r}")
+        return cls(model, *model.parts())
 
 
 def assemble(encoder: keras.Model, sampling: Sampling, decoder: keras.Model,
-             likelihood: str = "gaussian", name: str = "vae") -> VAE:
+             likelihood: str = "gaussian", name: str = "vae", objective: str = "elbo") -> VAE:
     """Join ``encoder: x -> [mean, log_var]``, ``sampling`` and ``decoder: z -> x̂`` into a VAE.
 
     A conditional VAE's encoder takes ``[x, label]`` and its decoder ``[z, label]`` (a one-hot
@@ -235,7 +276,8 @@ def assemble(encoder: keras.Model, sampling: Sampling, decoder: keras.Model,
         mean, log_var = encoder(x)                      # (B, latent) each
         x_hat = decoder(sampling([mean, log_var]))      # (B, D)
         inputs = x
-    return VAE.from_model(VAEModel(inputs, x_hat, likelihood=likelihood, name=name))
+    return VAE.from_model(VAEModel(inputs, x_hat, likelihood=likelihood, objective=objective,
+                                   name=name))
 
 
 def one_hot(labels, classes: int) -> np.ndarray:
