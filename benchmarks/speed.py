@@ -12,6 +12,12 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   steady epochs.
 - ``families``: steady epoch seconds of the MLP, conv and conditional models at batch 32 and
   256 on ``--family-images`` training images (10 000 by default), through the same path.
+- ``iwae_training``: the IWAE-K training epoch (K = 5, 50) of Burda et al.'s model
+  (784-200-200-50 tanh, Bernoulli, batch 20, Adam ε 1e-4) on ``--iwae-train-images``
+  images (6 000 by default) through vaelab's fit path (with validation on 1 000 test
+  images and a fresh binarization each epoch), interleaved with the plain-JAX IWAE floor
+  (``floor.train_epoch_iwae``: the same model, loss and Adam as one ``lax.scan``; its
+  epoch includes its own binarization).
 - ``scaling``: vaelab epoch time for batch 32…1024 and latent 2, 32, 128.
 - ``inference``: encoder + decoder throughput on the 10 000 test images.
 - ``iwae``: ``bounds.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
@@ -89,6 +95,20 @@ def vaelab_epochs(config, dataset, epochs, between=None):
     return timer.seconds, vae
 
 
+def against_floor(seconds: list[float], floor_seconds: list[float]) -> dict:
+    """Both series of epoch seconds, the compile overheads (first epoch) and the ratio of
+    the steady medians."""
+    steady_v, steady_f = statistics.median(seconds[1:]), statistics.median(floor_seconds[1:])
+    return {
+        "vaelab_epochs_s": [round(s, 3) for s in seconds],
+        "floor_epochs_s": [round(s, 3) for s in floor_seconds],
+        "vaelab_compile_s": round(seconds[0] - steady_v, 3),
+        "floor_compile_s": round(floor_seconds[0] - steady_f, 3),
+        "vaelab_median_s": round(steady_v, 3), "floor_median_s": round(steady_f, 3),
+        "ratio": round(steady_v / steady_f, 3),
+    }
+
+
 def part_epochs(args) -> dict:
     import jax
     import jax.numpy as jnp
@@ -118,15 +138,7 @@ def part_epochs(args) -> dict:
             floor_seconds.append(time.perf_counter() - started)
 
         seconds, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=floor_epoch)
-        steady_v, steady_f = statistics.median(seconds[1:]), statistics.median(floor_seconds[1:])
-        results[f"batch_{batch}"] = {
-            "vaelab_epochs_s": [round(s, 3) for s in seconds],
-            "floor_epochs_s": [round(s, 3) for s in floor_seconds],
-            "vaelab_compile_s": round(seconds[0] - steady_v, 3),
-            "floor_compile_s": round(floor_seconds[0] - steady_f, 3),
-            "vaelab_median_s": round(steady_v, 3), "floor_median_s": round(steady_f, 3),
-            "ratio": round(steady_v / steady_f, 3),
-        }
+        results[f"batch_{batch}"] = against_floor(seconds, floor_seconds)
     return results
 
 
@@ -142,6 +154,45 @@ def part_families(args) -> dict:
             config = TrainConfig(batch_size=batch, train_size=args.family_images, **change)
             seconds, _ = vaelab_epochs(config, load_dataset(config), 3)
             results[f"{name}_batch_{batch}"] = round(statistics.median(seconds[1:]), 3)
+    return results
+
+
+def part_iwae_training(args) -> dict:
+    """IWAE-K training epochs (Burda et al.'s model, batch 20) against the plain-JAX IWAE floor."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from floor import adam_init, init_burda, train_epoch_iwae
+
+    TrainConfig, load_dataset = load()
+    results = {}
+    for k in (5, 50):
+        config = TrainConfig(batch_size=20, hidden_dim=(200, 200), activation="tanh",
+                             latent_dim=50, likelihood="bernoulli", objective=f"iwae:{k}",
+                             adam_epsilon=1e-4, train_size=args.iwae_train_images,
+                             test_size=1000)
+        dataset = load_dataset(config)
+        x = dataset.x_train
+        steps = len(x) // 20
+        state = {"params": init_burda(jax.random.PRNGKey(0))}
+        state["opt"] = adam_init(state["params"])
+        floor_seconds = []
+
+        def floor_epoch(epoch):
+            rng = np.random.default_rng([1, epoch])
+            started = time.perf_counter()
+            order = rng.permutation(len(x))[:steps * 20]
+            binary = (rng.random((steps * 20, x.shape[1]), dtype=np.float32) < x[order])
+            batches = jnp.asarray(binary.astype(np.float32).reshape(steps, 20, -1))
+            state["params"], state["opt"], loss = train_epoch_iwae(
+                state["params"], state["opt"], batches, jax.random.PRNGKey(epoch), k=k)
+            loss.block_until_ready()
+            floor_seconds.append(time.perf_counter() - started)
+
+        seconds, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=floor_epoch)
+        results[f"k_{k}"] = against_floor(seconds, floor_seconds)
     return results
 
 
@@ -200,7 +251,8 @@ def part_lab(args) -> dict:
     return {"seconds": round(seconds, 1), "child_peak_mb": round(peak)}
 
 
-PARTS = {"epochs": part_epochs, "families": part_families, "scaling": part_scaling,
+PARTS = {"epochs": part_epochs, "families": part_families, "iwae_training": part_iwae_training,
+         "scaling": part_scaling,
          "inference": part_inference,
          "iwae": part_iwae, "lab": part_lab}
 
@@ -213,6 +265,8 @@ def main() -> None:
     parser.add_argument("--iwae-images", type=int, default=1000)
     parser.add_argument("--family-images", type=int, default=10000,
                         help="training images per epoch in the families part")
+    parser.add_argument("--iwae-train-images", type=int, default=6000,
+                        help="training images per epoch in the iwae_training part")
     parser.add_argument("--lab", action="store_true", help="also time the whole vaelab lab")
     parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
@@ -226,7 +280,8 @@ def main() -> None:
     if args.quick:
         args.train_size, args.epochs, args.iwae_images = 4096, 2, 50
     forwarded = ["--epochs", str(args.epochs), "--iwae-images", str(args.iwae_images),
-                 "--family-images", str(args.family_images)]
+                 "--family-images", str(args.family_images),
+                 "--iwae-train-images", str(args.iwae_train_images)]
     if args.train_size:
         forwarded += ["--train-size", str(args.train_size)]
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

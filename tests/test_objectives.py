@@ -332,3 +332,53 @@ def test_config_records_objectives():
     config = TrainConfig(objective="iwae:5", likelihood="bernoulli", kl_scale=1)
     assert (config.objective, config.beta, config.free_bits) == ("iwae:5", 1.0, 0.0)
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+# ------------------------------------------- Burda et al.'s learning rate and Adam's ε
+
+
+def test_burda_learning_rate_stages():
+    from vaelab.schedules import burda_learning_rate
+
+    ends = np.cumsum([3**i for i in range(8)])                  # 1, 4, 13, … 3 280
+    assert ends[-1] == 3280
+    for stage, end in enumerate(ends):
+        first = 0 if stage == 0 else int(ends[stage - 1])
+        for epoch in (first, int(end) - 1):
+            assert burda_learning_rate(epoch, 1e-3) == pytest.approx(1e-3 * 10 ** (-stage / 7))
+    assert burda_learning_rate(5000, 2e-3) == pytest.approx(2e-4)
+
+
+def test_burda_schedule_and_adam_epsilon_reach_the_compiled_step(tmp_path):
+    """The rate changes after the first pass (stage 0 is one pass): the first epochs of a
+    scheduled and a constant run agree, the second ones differ; ε is Adam's."""
+    from conftest import make_idx_dir
+
+    from vaelab.training import train
+
+    make_idx_dir(tmp_path / "data", n_train=128, n_test=32)
+    common = dict(epochs=2, batch_size=16, hidden_dim=8, latent_dim=2,
+                  data_dir=str(tmp_path / "data"), adam_epsilon=1e-4)
+    train(TrainConfig(lr_schedule="burda", **common), tmp_path / "burda", verbose=False)
+    train(TrainConfig(**common), tmp_path / "constant", verbose=False)
+    from vaelab import runs
+
+    burda = runs.read_history_csv(tmp_path / "burda" / "history.csv")
+    constant = runs.read_history_csv(tmp_path / "constant" / "history.csv")
+    np.testing.assert_allclose(burda["learning_rate"], [1e-3, 1e-3 * 10 ** (-1 / 7)], rtol=1e-6)
+    assert burda["loss"][0] == constant["loss"][0]
+    assert burda["loss"][1] != constant["loss"][1]
+    model = runs.load_model(tmp_path / "burda" / "model.keras")
+    assert model.optimizer.epsilon == 1e-4
+    saved = runs.read_json(tmp_path / "burda" / "config.json")
+    assert (saved["lr_schedule"], saved["adam_epsilon"]) == ("burda", 1e-4)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr_schedule="cosine"), r"^--lr-schedule must be one of burda, received 'cosine'"),
+    (dict(adam_epsilon=0), r"^--adam-epsilon must be a positive finite number, received 0"),
+    (dict(adam_epsilon=float("nan")), r"^--adam-epsilon must be .*received nan"),
+])
+def test_config_refuses_bad_optimizer_settings(change, message):
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(**change)

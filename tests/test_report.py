@@ -107,3 +107,48 @@ def test_sentences_where_the_verdict_or_the_baseline_differ():
     assert _describe(alone, None).endswith(
         " While the KL weight was 0 (epochs 1–2) up to 16 units were active, and 14 remain at "
         "the end.")
+
+
+# ------------------------------------------------------------------- several seeds
+
+
+def seeded(name, kl_scale, anneal, results):
+    """An experiment of several seeds: ``results`` is ``[(active, collapsed), …]``."""
+    seeds = [run(name, kl_scale, anneal, active, collapsed) for active, collapsed in results]
+    for i, s in enumerate(seeds):
+        s["config"]["seed"] = i
+        s["metrics"]["test_mse"] = 0.02 + 0.01 * i
+    return {**seeds[0], "seeds": seeds}
+
+
+def test_several_seeds_give_mean_std_and_claims_only_where_all_agree():
+    from vaelab.report import _describe_seeds
+
+    base = seeded("plain", 1.0, None, [(0, True)] * 3)
+    kept = seeded("kept", 1.0, "4:8", [(12, False), (10, False), (14, False)])
+    text = _describe_seeds(kept, _baseline(kept, [base, kept]))
+    assert "over 3 seeds (0 … 2)" in text
+    assert "test MSE 0.0300 ± 0.0100" in text                 # 0.02, 0.03, 0.04
+    assert "12.0 ± 2.0 of 32 latent units active" in text
+    assert "collapsed in 0 of 3 seeds" in text and "Not collapsed in any seed." in text
+    assert "annealing prevented the collapse in all 3 seeds" in text
+
+    split = seeded("split", 1.0, "4:8", [(0, True), (10, False), (0, True)])
+    text = _describe_seeds(split, _baseline(split, [base, split]))
+    assert "collapsed in 2 of 3 seeds" in text
+    assert text.endswith("The seeds disagree, so no verdict is stated.")
+    assert "annealing" not in text.split("; ")[-1]
+
+    both = seeded("both", 1.0, "4:8", [(0, True)] * 3)
+    text = _describe_seeds(both, _baseline(both, [base, both]))
+    assert "Collapsed in every seed." in text
+    assert "annealing did not prevent the collapse in any of the 3 seeds" in text
+
+
+def test_spread_of_one_value_has_no_deviation():
+    from vaelab.report import mean_std, spread
+
+    assert spread([0.5], 2) == "0.50"
+    assert spread([1, 2, 3], 1) == "2.0 ± 1.0"
+    mean, std = mean_std([4.0])
+    assert mean == 4.0 and std != std   # nan

@@ -15,6 +15,7 @@ import vaelab
 from vaelab import data, interrupts
 from vaelab.data.sources import DATASETS, TITLES
 from vaelab.config import ACTIVATIONS, MODELS, NonFiniteLoss, TrainConfig, UsageError
+from vaelab.schedules import LEARNING_RATE_SCHEDULES
 
 
 def _data_fetch(args) -> None:
@@ -53,7 +54,7 @@ def _default_out(prefix: str = "runs") -> str:
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "activation", "latent_dim", "kl_scale",
                  "beta", "free_bits", "objective", "likelihood", "dataset", "anneal",
-                 "schedule", "learning_rate", "seed", "data_dir", "train_size", "test_size",
+                 "schedule", "learning_rate", "lr_schedule", "adam_epsilon", "seed", "data_dir", "train_size", "test_size",
                  "distribute")
 
 
@@ -107,7 +108,14 @@ def _lab(args) -> None:
     from vaelab import lab
 
     lab.run_lab(args.out, quick=args.quick, data_dir=args.data_dir, overwrite=args.overwrite,
-                verbose=not args.quiet)
+                verbose=not args.quiet, seeds=args.seeds)
+
+
+def _ablate(args) -> None:
+    from vaelab import ablation
+
+    ablation.run_ablation(args.out, seeds=args.seeds, quick=args.quick, data_dir=args.data_dir,
+                          overwrite=args.overwrite, verbose=not args.quiet)
 
 
 def _int(text: str) -> int:
@@ -217,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cyclical:CYCLES:RATIO, sigmoid:CENTER:STEEPNESS, linear:START:DURATION "
                             "or constant:WEIGHT")
     train.add_argument("--learning-rate", type=_float, help="Adam's (default 0.001)")
+    train.add_argument("--lr-schedule", choices=LEARNING_RATE_SCHEDULES,
+                       help="burda: the rate times 10^(-i/7) for 3^i passes, i = 0…7 "
+                            "(Burda et al. 2015)")
+    train.add_argument("--adam-epsilon", type=_float, metavar="EPS",
+                       help="Adam's epsilon (default 1e-7)")
     train.add_argument("--seed", type=_int, help="default 0")
     train.add_argument("--dataset", choices=DATASETS,
                        help="the named dataset: mnist (default) or fashion-mnist")
@@ -301,8 +314,29 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--data-dir", type=_path,
                        help="a folder of MNIST-format IDX files (default: verified MNIST)")
     lab.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    lab.add_argument("--seeds", type=_int, default=1, metavar="N",
+                     help="train every VAE experiment with seeds 0 … N-1; the report gives "
+                          "mean ± std and verdicts only where all seeds agree (default 1)")
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
     lab.set_defaults(func=_lab)
+
+    ablate = commands.add_parser(
+        "ablate", help="which methods keep the unscaled VAE (KL × 1) from collapsing",
+        description="Trains the lab's VAE with the KL unscaled for 20 epochs under each method "
+                    "(nothing, cyclical annealing, free bits, beta < 1, and the lab's 1/784 as "
+                    "reference) with several seeds; writes report.md, report.html and "
+                    "ablation.png.")
+    ablate.add_argument("--out", default="runs/ablate", type=_path,
+                        help="folder for the runs and the report (default runs/ablate)")
+    ablate.add_argument("--seeds", type=_int, default=3, metavar="N",
+                        help="seeds 0 … N-1 for every method (default 3)")
+    ablate.add_argument("--quick", action="store_true",
+                        help="a small subset and 5 epochs: the same pipeline in minutes")
+    ablate.add_argument("--data-dir", type=_path,
+                        help="a folder of MNIST-format IDX files (default: verified MNIST)")
+    ablate.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ablate.set_defaults(func=_ablate)
     return parser
 
 

@@ -93,6 +93,8 @@ class TrainConfig:
     anneal: str | None = None       # "START:DURATION", the lab's linear KL annealing
     schedule: str | None = None     # "cyclical:C:R", "sigmoid:C:S", "linear:S:D", "constant:W"
     learning_rate: float = 1e-3     # Adam's default, used by the lab
+    lr_schedule: str | None = None  # "burda": Burda et al.'s 10^(−i/7) for 3^i passes, i = 0…7
+    adam_epsilon: float = 1e-7      # Adam's ε (Keras' default; Burda et al. used 1e-4)
     seed: int = 0                   # seeds weights, noise and shuffling
     dataset: str = "mnist"          # the named dataset ("mnist", "fashion-mnist") when no data_dir
     data_dir: str | None = None     # a folder of MNIST-format IDX files of any image size
@@ -152,6 +154,12 @@ class TrainConfig:
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise UsageError(f"learning-rate must be a positive number, received {self.learning_rate!r}")
+        object.__setattr__(self, "adam_epsilon", _finite(
+            "--adam-epsilon", self.adam_epsilon, "a positive finite number", lambda v: v > 0))
+        if self.lr_schedule is not None and self.lr_schedule not in schedules.LEARNING_RATE_SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of "
+                             f"{', '.join(schedules.LEARNING_RATE_SCHEDULES)}, "
+                             f"received {self.lr_schedule!r}")
         if self.anneal is not None and self.schedule is not None:
             raise UsageError("give --anneal or --schedule, not both")
         try:

@@ -8,6 +8,11 @@
 
 ``quick=True`` runs the same pipeline on 1 024 training and 512 test images
 with shorter runs (annealing 2:2 over 5 epochs), for tests and a first look.
+
+``seeds=N > 1`` trains every VAE experiment with seeds 0 … N − 1, each in
+``NAME/seed-S``; the report then gives mean ± standard deviation over the seeds and
+states a verdict only where all seeds agree. ``seeds=1`` is the lab as it always was
+(seed 0, one folder per experiment).
 """
 
 from __future__ import annotations
@@ -31,9 +36,24 @@ QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    name: str       # run folder
+    name: str       # run folder (or, with several seeds, the folder of its seeds' runs)
     title: str      # one line for the report
     config: TrainConfig
+
+
+def check_seeds(seeds) -> int:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"--seeds must be a positive integer, received {seeds!r}")
+    return seeds
+
+
+def seeded_runs(experiment: Experiment, seeds: int) -> list[tuple[str, TrainConfig]]:
+    """``(folder, config)`` of each seed's run: the experiment's own folder for one seed,
+    ``NAME/seed-S`` with ``seed=S`` for S = 0 … seeds − 1 otherwise."""
+    if seeds == 1:
+        return [(experiment.name, experiment.config)]
+    return [(f"{experiment.name}/seed-{s}", dataclasses.replace(experiment.config, seed=s))
+            for s in range(seeds)]
 
 
 def experiments(quick: bool = False, data_dir: str | None = None) -> list[Experiment]:
@@ -83,9 +103,10 @@ def train_classifier(data: Dataset, run_dir: Path, epochs: int, seed: int = 0,
 
 
 def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
-            overwrite: bool = False, verbose: bool = True) -> Path:
+            overwrite: bool = False, verbose: bool = True, seeds: int = 1) -> Path:
     """Run the whole lab into ``out`` and write ``report.md`` and ``report.html``."""
     out = Path(out)
+    check_seeds(seeds)
     runs.check_run_dir(out, overwrite)
     plan = experiments(quick, data_dir)
     data = Dataset.load(data_dir)
@@ -96,14 +117,18 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
         sizes = QUICK_SIZES if quick else {}
         train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose,
                          **sizes)
+        folders = {}
         for experiment in plan:
-            if verbose:
-                print(f"\n== {experiment.name}: {experiment.title}")
-            train(experiment.config, out / experiment.name, overwrite=True, verbose=verbose,
-                  arrays=data)
+            folders[experiment.name] = []
+            for folder, config in seeded_runs(experiment, seeds):
+                if verbose:
+                    print(f"\n== {folder}: {experiment.title}")
+                train(config, out / folder, overwrite=True, verbose=verbose, arrays=data)
+                folders[experiment.name].append(folder)
         runs.write_json(out / "lab.json", {
-            "quick": quick, "total_seconds": round(time.perf_counter() - started, 1),
-            "experiments": {e.name: e.title for e in plan}})
+            "quick": quick, "seeds": seeds,
+            "total_seconds": round(time.perf_counter() - started, 1),
+            "experiments": {e.name: e.title for e in plan}, "runs": folders})
         html = report.write_report(out)
     if verbose:
         print(f"\nreport: {out / 'report.md'} and {html}")

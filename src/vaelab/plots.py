@@ -184,7 +184,12 @@ def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
     run's ``history.csv`` as read back (with its ``epoch`` column).
     """
     run_dir = Path(run_dir)
-    label = f"KL scale {format_scale(config.kl_scale)}, {config.epochs} epoch(s)"
+    label = f"KL scale {format_scale(config.effective_kl_scale(dataset.input_dim))}"
+    if config.free_bits:
+        label += f", free bits {config.free_bits:g}"
+    if config.objective != "elbo":
+        label += f", {config.objective}"
+    label += f", {config.epochs} epoch(s)"
     reconstructions(dataset.x_test[:GRID], arrays["recons"][:GRID],
                     dataset.x_train[config.lab_image], arrays["lab_recon"],
                     run_dir / "reconstructions.png",
@@ -221,3 +226,25 @@ def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
                 else "one row per class" if vae.classes else "z ~ N(0, I)")
         image_grid(images, out, columns=columns, title=f"{run_dir.name}: {len(images)} samples, {what}")
     return out
+
+
+def ablation_bars(titles: list[str], active: list[list[float]], mse: list[list[float]],
+                  latent: int, path, title: str = "") -> None:
+    """Two panels, one bar per method: active units and test MSE, the bar at the mean over
+    seeds, the error bar ± one sample standard deviation, each seed a dot."""
+    fig, axes = _subplots(1, 2, (12, 0.45 * len(titles) + 1.8))
+    rows = np.arange(len(titles))
+    for ax, values, label in ((axes[0], active, f"active units (of {latent})"),
+                              (axes[1], mse, "test MSE")):
+        means = [float(np.mean(v)) for v in values]
+        stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in values]
+        ax.barh(rows, means, xerr=stds, color="#9ab", ecolor="#333", capsize=3)
+        for row, seeds in zip(rows, values):
+            ax.plot(seeds, [row] * len(seeds), "o", color="#c33", markersize=3)
+        ax.set_yticks(rows, titles if ax is axes[0] else [""] * len(titles))
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from pathlib import Path
 
@@ -22,19 +23,44 @@ DIGIT = "lab_digit.png"
 ANNEALING = "annealing.png"
 
 
+def _load_run(lab_dir: Path, folder: str, name: str, title: str) -> dict:
+    run_dir = lab_dir / folder
+    return {
+        "name": name, "title": title, "dir": run_dir, "path": folder,
+        "config": runs.read_json(run_dir / "config.json"),
+        "metrics": runs.read_json(run_dir / "metrics.json"),
+        "history": runs.read_history_csv(run_dir / "history.csv"),
+        "image": runs.read_npz(run_dir / "lab_image.npz"),
+    }
+
+
 def _vae_runs(lab_dir: Path) -> list[dict]:
+    """One dict per experiment: its first seed's run, with every seed's run in ``"seeds"``."""
+    lab = runs.read_json(lab_dir / "lab.json")
     found = []
-    titles = runs.read_json(lab_dir / "lab.json")["experiments"]
-    for name, title in titles.items():
-        run_dir = lab_dir / name
-        found.append({
-            "name": name, "title": title, "dir": run_dir,
-            "config": runs.read_json(run_dir / "config.json"),
-            "metrics": runs.read_json(run_dir / "metrics.json"),
-            "history": runs.read_history_csv(run_dir / "history.csv"),
-            "image": runs.read_npz(run_dir / "lab_image.npz"),
-        })
+    for name, title in lab["experiments"].items():
+        folders = lab.get("runs", {}).get(name, [name])
+        seeds = [_load_run(lab_dir, folder, name, title) for folder in folders]
+        found.append({**seeds[0], "seeds": seeds})
     return found
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (``nan`` for a single value)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def spread(values, digits: int) -> str:
+    """``m ± s`` over seeds (just ``m`` for one seed)."""
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def collapse_count(seeds: list[dict]) -> str:
+    """``collapsed in 2 of 3 seeds``."""
+    collapsed = sum(bool(r["metrics"]["collapsed"]) for r in seeds)
+    return f"collapsed in {collapsed} of {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
 
 
 def _schedule(config: dict) -> str:
@@ -93,6 +119,31 @@ def _describe(run: dict, baseline: dict | None) -> str:
     return text
 
 
+def _describe_seeds(run: dict, baseline: dict | None) -> str:
+    """What an experiment's seeds show together; a verdict only where all seeds agree."""
+    seeds, c = run["seeds"], run["config"]
+    m = [r["metrics"] for r in seeds]
+    collapsed = [bool(x["collapsed"]) for x in m]
+    text = (f"With the KL scaled by {format_scale(c['kl_scale'])} and the KL weight on schedule "
+            f"{_schedule(c)}, over {len(seeds)} seeds (0 … {len(seeds) - 1}) after "
+            f"{m[0]['epochs']} epoch(s): test MSE {spread([x['test_mse'] for x in m], 4)}, KL "
+            f"{spread([x['test_kl'] for x in m], 2)} nats per image, "
+            f"{spread([x['active_units'] for x in m], 1)} of {c['latent_dim']} latent units "
+            f"active (mean ± standard deviation); {collapse_count(seeds)}.")
+    if 0 < sum(collapsed) < len(seeds):
+        return text + " The seeds disagree, so no verdict is stated."
+    text += " Collapsed in every seed." if all(collapsed) else " Not collapsed in any seed."
+    if (c.get("anneal") or c.get("schedule")) and baseline is not None:
+        base = [bool(r["metrics"]["collapsed"]) for r in baseline["seeds"]]
+        if all(base) and not any(collapsed):
+            text += (f" The same model without annealing collapsed in every seed: annealing "
+                     f"prevented the collapse in all {len(seeds)} seeds.")
+        elif all(base) and all(collapsed):
+            text += (f" The same model without annealing collapsed too: annealing did not "
+                     f"prevent the collapse in any of the {len(seeds)} seeds.")
+    return text
+
+
 def _baseline(run: dict, vae_runs: list[dict]) -> dict | None:
     for other in vae_runs:
         c = other["config"]
@@ -122,27 +173,35 @@ def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: l
     lines = ["# vaelab: the VAE lab, reproduced", ""]
     if lab.get("quick"):
         lines += ["*Quick run: a subset of MNIST and short schedules; numbers are not the lab's.*", ""]
+    seeds = lab.get("seeds", 1)
     lines += [f"Total time {lab['total_seconds']:.0f} s. Collapsed means no active latent unit "
               "(encoder-mean variance over the test set ≤ 0.01 in every dimension) or output std "
-              "< 0.01.", "",
-              "| run | what | KL scale | KL weight | epochs | test MSE | KL (nats) | active units "
-              "| output std | collapsed | seconds |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in vae_runs:
-        m, c = r["metrics"], r["config"]
-        lines.append(
-            f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} | {m['epochs']} "
-            f"| {m['test_mse']:.4f} | {m['test_kl']:.2f} | {m['active_units']}/{c['latent_dim']} "
-            f"| {m['output_std']:.3f} | {_verdict(m)} | {m['train_seconds']:.0f} |")
+              "< 0.01.", ""]
+    if seeds > 1:
+        lines += _seed_tables(vae_runs, seeds)
+    else:
+        lines += ["| run | what | KL scale | KL weight | epochs | test MSE | KL (nats) "
+                  "| active units | output std | collapsed | seconds |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in vae_runs:
+            m, c = r["metrics"], r["config"]
+            lines.append(
+                f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} "
+                f"| {m['epochs']} | {m['test_mse']:.4f} | {m['test_kl']:.2f} "
+                f"| {m['active_units']}/{c['latent_dim']} | {m['output_std']:.3f} | {_verdict(m)} "
+                f"| {m['train_seconds']:.0f} |")
     lines += ["", "## 1. A classifier from the custom dense layer", "",
               f"`OurDense(32, relu) → OurDense(10, softmax)` reaches "
               f"**{classifier['test_accuracy']:.2%}** test accuracy after "
               f"{classifier['epochs']} epoch(s) ({classifier['train_seconds']:.0f} s).", "",
               "## 2. Training image 1, reconstructed by every run", "", f"![digit]({DIGIT})", ""]
     for i, r in enumerate(vae_runs, start=3):
-        lines += [f"## {i}. {r['title']} (`{r['name']}`)", "", _describe(r, _baseline(r, vae_runs)), "",
-                  f"![reconstructions]({r['name']}/reconstructions.png)", "",
-                  f"[Explore this model's latent space]({r['name']}/explorer.html) "
+        describe = _describe_seeds if seeds > 1 else _describe
+        shown = f" (figures: seed {r['config']['seed']})" if seeds > 1 else ""
+        lines += [f"## {i}. {r['title']} (`{r['name']}`)", "",
+                  describe(r, _baseline(r, vae_runs)), "",
+                  f"![reconstructions]({r['path']}/reconstructions.png){shown}", "",
+                  f"[Explore this model's latent space]({r['path']}/explorer.html) "
                   "(sliders, drawing, interpolation; runs offline in the browser).", ""]
     if annealed:
         lines += ["## Annealing, epoch by epoch", "",
@@ -151,19 +210,46 @@ def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: l
     return "\n".join(lines)
 
 
-def _html(text: str, lab_dir: Path) -> str:
-    """Render the Markdown with its images inlined as base64, so the page stands alone."""
+def _seed_tables(vae_runs: list[dict], seeds: int) -> list[str]:
+    """Mean ± standard deviation per experiment, then every seed's numbers."""
+    lines = [f"Every VAE experiment ran with {seeds} seeds (0 … {seeds - 1}); numbers are mean ± "
+             "sample standard deviation over the seeds.", "",
+             "| run | what | KL scale | KL weight | epochs | test MSE | KL (nats) | active units "
+             "| collapsed |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in vae_runs:
+        m, c = [x["metrics"] for x in r["seeds"]], r["config"]
+        lines.append(
+            f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} "
+            f"| {m[0]['epochs']} | {spread([x['test_mse'] for x in m], 4)} "
+            f"| {spread([x['test_kl'] for x in m], 2)} "
+            f"| {spread([x['active_units'] for x in m], 1)}/{c['latent_dim']} "
+            f"| {collapse_count(r['seeds']).removeprefix('collapsed in ')} |")
+    lines += ["", "Each seed:", "", "| run | seed | test MSE | KL (nats) | active units "
+              "| output std | collapsed | seconds |", "|---|---|---|---|---|---|---|---|"]
+    for r in vae_runs:
+        for seed_run in r["seeds"]:
+            m = seed_run["metrics"]
+            lines.append(
+                f"| `{seed_run['path']}` | {seed_run['config']['seed']} | {m['test_mse']:.4f} "
+                f"| {m['test_kl']:.2f} | {m['active_units']}/{r['config']['latent_dim']} "
+                f"| {m['output_std']:.3f} | {_verdict(m)} | {m['train_seconds']:.0f} |")
+    return lines
+
+
+def html_page(text: str, folder: Path, title: str = "vaelab lab report") -> str:
+    """Render the Markdown with its images (paths relative to ``folder``) inlined as base64,
+    so the page stands alone."""
     body = markdown.markdown(text, extensions=["tables"])
 
     def inline(match):
-        data = base64.b64encode((lab_dir / html.unescape(match.group(1))).read_bytes()).decode()
+        data = base64.b64encode((folder / html.unescape(match.group(1))).read_bytes()).decode()
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="([^"]+\.png)"', inline, body)
     style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
              "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.2em .5em}"
              "img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>vaelab lab report</title>"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
@@ -177,5 +263,5 @@ def write_report(lab_dir) -> Path:
     annealed = _annealing_figure(lab_dir, vae_runs)
     markdown = _markdown(lab_dir, classifier, vae_runs, annealed, lab)
     runs.write_text(lab_dir / "report.md", markdown + "\n")
-    runs.write_text(lab_dir / "report.html", _html(markdown, lab_dir))
+    runs.write_text(lab_dir / "report.html", html_page(markdown, lab_dir))
     return lab_dir / "report.html"

@@ -103,3 +103,17 @@ def parse_schedule(spec: str, total_epochs: int) -> Schedule:
     if weight < 0:
         raise ValueError(f"--schedule constant needs WEIGHT ≥ 0, received {spec!r}")
     return functools.partial(constant, weight=weight)
+
+
+LEARNING_RATE_SCHEDULES = ("burda",)
+
+
+def burda_learning_rate(epoch: int, base: float = 1e-3) -> float:
+    """Burda et al. 2015's learning rate for 0-based ``epoch``: ``base · 10^(−i/7)`` during the
+    3^i passes of stage i = 0 … 7 (3 280 passes in all); stage 7's rate after that."""
+    end = 0
+    for stage in range(8):
+        end += 3**stage
+        if epoch < end:
+            return base * 10 ** (-stage / 7)
+    return base * 10 ** (-1)

@@ -25,6 +25,7 @@ from vaelab.devices import check_divisible, distribution_scope
 from vaelab.fit import fit_settings, fit_vae, validation_batch_size
 from vaelab.models import VAE, build_vae, compile_vae
 from vaelab.preflight import as_dataset, run_dataset
+from vaelab.schedules import burda_learning_rate
 
 HISTORY_COLUMNS = ["loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units",
                    "heldout_kl"]
@@ -84,7 +85,7 @@ def new_vae(config: TrainConfig, input_dim: int) -> VAE:
                     likelihood=config.likelihood, activation=config.activation,
                     model=config.model, classes=config.classes or 0,
                     free_bits=config.free_bits, objective=config.objective)
-    return compile_vae(vae, config.learning_rate)
+    return compile_vae(vae, config.learning_rate, config.adam_epsilon)
 
 
 def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arrays=None) -> dict:
@@ -137,6 +138,9 @@ def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, p
     schedule = config.kl_schedule()
     if schedule is not None:
         callbacks.append(KLSchedule(schedule, verbose=verbose))
+    if config.lr_schedule == "burda":
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch, _: burda_learning_rate(epoch, config.learning_rate)))
     heldout = slice(0, config.heldout_size)
     callbacks += [CollapseMonitor(vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout]),
                                   verbose=verbose), guard,

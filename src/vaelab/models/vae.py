@@ -290,9 +290,9 @@ def one_hot(labels, classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[labels]
 
 
-def compile_vae(vae: VAE, learning_rate=1e-3) -> VAE:
-    """Compile with Adam; the reconstruction loss is the model's likelihood's."""
-    vae.model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+def compile_vae(vae: VAE, learning_rate=1e-3, epsilon=1e-7) -> VAE:
+    """Compile with Adam (``epsilon``: its ε); the reconstruction loss is the model's likelihood's."""
+    vae.model.compile(optimizer=keras.optimizers.Adam(learning_rate, epsilon=epsilon))
     return vae
 
 
