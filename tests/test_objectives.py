@@ -382,3 +382,33 @@ def test_burda_schedule_and_adam_epsilon_reach_the_compiled_step(tmp_path):
 def test_config_refuses_bad_optimizer_settings(change, message):
     with pytest.raises(UsageError, match=message):
         TrainConfig(**change)
+
+
+def test_conditional_iwae_repeats_each_label_for_its_samples():
+    """A conditional VAE's IWAE loss decodes every draw with its own image's label: equal to
+    the formula written with the labels repeated K times."""
+    from vaelab.models.vae import one_hot
+
+    keras.utils.set_random_seed(0)
+    pixels, k = 12, 3
+    vae = compile_vae(build_vae(pixels, 8, 2, 1 / pixels, seed=0, objective=f"iwae:{k}",
+                                classes=3))
+    rng = np.random.default_rng(10)
+    x = rng.random((4, pixels)).astype(np.float32)
+    labels = one_hot([0, 1, 2, 1], 3)
+    eps = rng.standard_normal((4, k, 2)).astype(np.float32)
+    y_pred = vae.model([x, labels])
+    vae.sampling.noise = lambda shape, dtype="float32": ops.convert_to_tensor(eps)
+    loss = float(to_np(vae.model.compute_loss([x, labels], x, y_pred)))
+
+    mean, log_var = (to_np(a) for a in vae.encoder([x, labels]))
+    z = (mean[:, None] + np.exp(0.5 * log_var[:, None]) * eps).reshape(-1, 2).astype(np.float32)
+    decoded = to_np(vae.decoder([z, np.repeat(labels, k, axis=0)])).reshape(4, k, pixels)
+    variance = pixels * (1 / pixels) / 2
+    log_px = -0.5 * np.sum((x[:, None] - decoded) ** 2, -1) / variance
+    zs = z.reshape(4, k, 2)
+    log_ratio = (-0.5 * np.sum(zs**2, -1)) - (-0.5 * np.sum(log_var[:, None] + eps**2, -1))
+    bound = np.mean(np.logaddexp.reduce(log_px + log_ratio, axis=1) - math.log(k))
+    assert loss == pytest.approx(-bound / pixels, rel=1e-5)
+    other = float(to_np(vae.model.compute_loss([x, one_hot([2, 2, 0, 0], 3)], x, y_pred)))
+    assert other != loss

@@ -60,6 +60,31 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, data_dir):
     assert not (killed / "checkpoint").exists()
 
 
+def test_sigkill_then_resume_of_an_iwae_run_with_burdas_schedule(tmp_path, data_dir):
+    """The IWAE loss draws its K samples from the sampling layer's generator, and the
+    learning rate follows the epoch: both come back exactly after a SIGKILL."""
+    extra = ["--objective", "iwae:3", "--likelihood", "bernoulli", "--lr-schedule", "burda",
+             "--adam-epsilon", "1e-4"]
+    small = [a for a in cli_args(data_dir, tmp_path / "x") if a not in ("--anneal", "2:2")]
+
+    def args(out):
+        return [*small[:small.index("--out")], "--out", str(out),
+                *small[small.index("--out") + 2:], *extra]
+
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    done = subprocess.run([sys.executable, "-c", KILLER, *args(killed)],
+                          capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert cli.main(["train", "--resume", str(killed), "--quiet"]) == 0
+    assert cli.main(args(straight)) == 0
+    for a, b in zip(weights(killed), weights(straight), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
+    assert {"iwae_bound", "importance_gain", "learning_rate"} <= set(uninterrupted)
+    for key in uninterrupted:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
+
+
 def test_resume_refusals(tmp_path, data_dir, capsys):
     assert cli.main(["train", "--resume", str(tmp_path), "--quiet"]) == 2
     assert "is not a vaelab run folder (no config.json)" in capsys.readouterr().err
