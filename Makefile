@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet $(PIN) -e ".[test,torch]"
+	$(BIN)/python -m pip install --quiet $(PIN) -e ".[test,torch,notebooks]"
 	touch $@ $(VENV)/.installed
 
 # Re-pin: the newest versions pyproject.toml allows, installed into a scratch venv and
@@ -38,7 +38,7 @@ lock:
 	rm -rf build/lock-venv
 	$(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/python -m pip install --quiet --upgrade pip setuptools
-	build/lock-venv/bin/python -m pip install --quiet -e ".[test,torch]"
+	build/lock-venv/bin/python -m pip install --quiet -e ".[test,torch,notebooks]"
 	{ sed -n '1,2p' constraints.txt; build/lock-venv/bin/python -m pip freeze --all \
 	  --exclude-editable | grep -v '^vaelab' | sed 's/+cpu$$//'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

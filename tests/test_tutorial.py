@@ -61,7 +61,7 @@ def test_student_copy_has_no_solution_code(built):
     source = DEFAULT_SOURCE.read_text()
     lines = source.splitlines(keepends=True)
     blocks = parse_blocks(lines)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     student = (built / "student" / "lab11.py").read_text()
     compile(student, "student", "exec")
     student_lines = {line.strip() for line in student.splitlines()}
@@ -82,9 +82,9 @@ def test_student_copy_fails_at_the_first_todo(built):
     done = run_quick(built / "student" / "lab11.py")
     assert done.returncode != 0
     assert "NotImplementedError" in done.stderr
-    assert "TODO: compute the batch mean of the KL divergence" in done.stderr
-    assert "TODO: return the latent code" not in done.stderr  # the first TODO stops it
-    assert "classifier test accuracy" in done.stdout  # the code before it ran
+    assert "TODO: return formula (a)" in done.stderr
+    assert "TODO: compute the batch mean" not in done.stderr  # the first TODO stops it
+    assert "training and test images" not in done.stdout  # nothing after it ran
 
 
 @pytest.mark.mnist
@@ -107,3 +107,87 @@ def test_solution_runs_end_to_end_on_a_subset(built):
     assert "annealed: KL weights per epoch [0.0, 0.0, 0.5, 1.0, 1.0]" in out
     for name in ("vae", "vae_unscaled", "annealed", "annealed_unscaled"):
         assert (path.parent / f"lab11_{name}.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------- notebooks
+
+
+@pytest.mark.parametrize("fmt, names", [
+    ("ipynb", {"lab11-solution.ipynb", "lab11-student.ipynb"}),
+    ("py", {"solution", "student"}),
+    ("both", {"lab11-solution.ipynb", "lab11-student.ipynb", "solution", "student"}),
+])
+def test_build_formats(tmp_path, fmt, names):
+    assert cli.main(["tutorial", "build", "--out", str(tmp_path), "--format", fmt]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == names
+
+
+def test_notebooks_have_text_math_and_code_cells_and_rebuild_identically(tmp_path):
+    import nbformat
+
+    from vaelab.tutorial import build
+
+    paths = build(tmp_path, fmt="ipynb")
+    student = nbformat.read(paths["student notebook"], as_version=4)
+    solution = nbformat.read(paths["solution notebook"], as_version=4)
+    nbformat.validate(student)
+    assert student.metadata.kernelspec.name == "python3"
+    kinds = [c.cell_type for c in student.cells]
+    assert kinds.count("markdown") >= 10 and kinds.count("code") >= 10
+    assert kinds == [c.cell_type for c in solution.cells]
+    text = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
+    assert "$$\\mathrm{KL}(q\\,\\|\\,p)" in text and "# Lab 11 in Python" in text
+    assert not any(line.startswith("# %%") for c in student.cells for line in c.source.splitlines())
+    code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+    assert code.count("raise NotImplementedError(") == 7
+    assert "NotImplementedError" not in "\n".join(c.source for c in solution.cells)
+    before = paths["student notebook"].read_bytes()
+    build(tmp_path, fmt="ipynb")
+    assert paths["student notebook"].read_bytes() == before
+
+
+def test_an_edited_student_notebook_is_kept(tmp_path, capsys):
+    assert cli.main(["tutorial", "build", "--out", str(tmp_path), "--format", "ipynb"]) == 0
+    notebook = tmp_path / "lab11-student.ipynb"
+    notebook.write_text(notebook.read_text().replace("raise NotImplementedError", "pass  #"))
+    edited = notebook.read_text()
+    assert cli.main(["tutorial", "build", "--out", str(tmp_path), "--format", "ipynb"]) == 2
+    assert "has been edited; pass --overwrite" in capsys.readouterr().err
+    assert notebook.read_text() == edited
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_solution_notebook_runs_in_a_kernel_with_figures_and_numbers(tmp_path, capsys):
+    """nbclient runs the solution notebook (quick subset) in a real kernel: four figures
+    are embedded and the printed numbers are in the ranges of the script's test."""
+    import nbformat
+
+    assert cli.main(["tutorial", "build", "--out", str(tmp_path), "--format", "ipynb"]) == 0
+    assert cli.main(["tutorial", "run", str(tmp_path / "lab11-solution.ipynb"), "--quick",
+                     "--html"]) == 0
+    executed = tmp_path / "lab11-solution-executed.ipynb"
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
+    assert not any(o.get("output_type") == "error" for o in outputs)
+    out = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    closed, mc, se = map(float, re.search(
+        r"KL\(q\|\|p\): closed form (\S+), Monte Carlo (\S+) ± (\S+)", out).groups())
+    assert abs(closed - mc) < 5 * se
+    assert 0.7 < float(re.search(r"classifier test accuracy: (\S+)", out).group(1)) <= 1.0
+    stds = dict(re.findall(r"^(\w+): test MSE \S+, output std (\S+)$", out, re.M))
+    assert float(stds["vae"]) > 0.07 and float(stds["vae_unscaled"]) < 0.6 * float(stds["vae"])
+    assert "annealed: KL weights per epoch [0.0, 0.0, 0.5, 1.0, 1.0]" in out
+    html = executed.with_suffix(".html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert (tmp_path / "lab11_vae.png").stat().st_size > 1000
+
+
+def test_running_the_student_notebook_names_the_failing_cell(tmp_path, capsys):
+    assert cli.main(["tutorial", "build", "--out", str(tmp_path), "--format", "ipynb"]) == 0
+    assert cli.main(["tutorial", "run", str(tmp_path / "lab11-student.ipynb"), "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "lab11-student.ipynb: cell 3 raised NotImplementedError: TODO: return formula (a)" in err
+    assert not (tmp_path / "lab11-student-executed.ipynb").exists()

@@ -16,6 +16,7 @@ from vaelab import data, interrupts
 from vaelab.data.sources import DATASETS, TITLES
 from vaelab.config import ACTIVATIONS, MODELS, NonFiniteLoss, TrainConfig, UsageError
 from vaelab.schedules import LEARNING_RATE_SCHEDULES
+from vaelab.tutorial import FORMATS, NotebookFailed
 
 
 def _data_fetch(args) -> None:
@@ -86,9 +87,41 @@ def _evaluate(args) -> None:
 def _tutorial_build(args) -> None:
     from vaelab import tutorial
 
-    paths = tutorial.build(args.out, args.source, overwrite=args.overwrite)
+    paths = tutorial.build(args.out, args.source, overwrite=args.overwrite, fmt=args.format)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+
+
+def _tutorial_run(args) -> None:
+    from vaelab import tutorial
+
+    paths = tutorial.run_notebook(args.notebook, out=args.out, quick=args.quick, html=args.html)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+
+
+def _tutorial_check(args) -> int:
+    import json
+
+    from vaelab import grading, runs
+
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout:g}")
+    if args.csv:
+        runs.check_output_file(args.csv, "--csv")
+    graded, errors = grading.check_files(args.submissions, timeout=args.timeout)
+    if args.json:
+        print(json.dumps({"graded": graded, "errors": [{"file": f, "error": e}
+                                                       for f, e in errors]}, indent=1))
+    elif graded:
+        print(grading.text_report(graded))
+    if args.csv:
+        runs.write_text(args.csv, grading.csv_report(graded, errors))
+    for _, message in errors:
+        print(f"vaelab: error: {message}", file=sys.stderr)
+    if errors:
+        return 2
+    return 0 if all(r["score"] == r["total"] for r in graded) else 1
 
 
 def _explore(args) -> None:
@@ -301,7 +334,36 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="replace a student copy that has been edited")
     tutorial_build.add_argument("--source", type=_path,
                        help="a marked tutorial (default: the lab, shipped with vaelab)")
+    tutorial_build.add_argument("--format", choices=FORMATS, default="both",
+                                help="ipynb: lab11-student.ipynb and lab11-solution.ipynb; "
+                                     "py: student/lab11.py and solution/lab11.py; both (default)")
     tutorial_build.set_defaults(func=_tutorial_build)
+    tutorial_run = tutorial_commands.add_parser(
+        "run", help="execute a notebook top to bottom and write the executed copy",
+        description="Runs every cell in a fresh Python 3 kernel (needs vaelab[notebooks]); "
+                    "for an answer key with every output and figure.")
+    tutorial_run.add_argument("notebook", metavar="NOTEBOOK", type=_path)
+    tutorial_run.add_argument("--out", type=_path,
+                              help="the executed copy (default NOTEBOOK-executed.ipynb)")
+    tutorial_run.add_argument("--quick", action="store_true",
+                              help="the tutorial's small subset (about a minute)")
+    tutorial_run.add_argument("--html", action="store_true",
+                              help="also render the executed copy as HTML (nbconvert)")
+    tutorial_run.set_defaults(func=_tutorial_run)
+    tutorial_check = tutorial_commands.add_parser(
+        "check", help="grade students' notebooks exercise by exercise",
+        description="Checks every exercise of each submission (.ipynb or percent-format .py) "
+                    "against vaelab's reference, each in its own time-limited process. "
+                    "Exit status: 0 all pass, 1 some fail or are not attempted, 2 unusable "
+                    "input.")
+    tutorial_check.add_argument("submissions", metavar="NOTEBOOK_OR_PY", nargs="+", type=_path)
+    tutorial_check.add_argument("--json", action="store_true",
+                                help="print the results as JSON (for gradebooks)")
+    tutorial_check.add_argument("--csv", type=_path, metavar="FILE",
+                                help="also write one row of scores per submission")
+    tutorial_check.add_argument("--timeout", type=_float, default=120,
+                                help="seconds per exercise (default 120)")
+    tutorial_check.set_defaults(func=_tutorial_check)
 
     lab = commands.add_parser(
         "lab", help="run the whole VAE lab and write report.md and report.html",
@@ -345,10 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with interrupts.handled(command=True):
-            args.func(args)
+            status = args.func(args)
     except (UsageError, data.DataError, data.DataMismatch) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 2
+    except NotebookFailed as exc:
+        print(f"vaelab: error: {exc}", file=sys.stderr)
+        return 1
     except NonFiniteLoss as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 3
@@ -359,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Student and solution versions of the tutorial from its exercise markers.
+"""Student and solution versions of the tutorial from its exercise markers, as notebooks
+and as percent-format Python files.
 
 A marked block is::
 
@@ -15,6 +16,7 @@ line. Blocks may not nest; a block needs its hint and its end.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from vaelab import runs
@@ -79,9 +81,48 @@ def render(text: str, student: bool, name: str = "<tutorial>") -> str:
     return "".join(out)
 
 
-def build(out_dir, source=None, overwrite: bool = False) -> dict[str, Path]:
-    """Write ``solution/<name>`` and ``student/<name>`` under ``out_dir``; return their paths.
+FORMATS = ("both", "ipynb", "py")
 
+
+def to_notebook(text: str) -> str:
+    """A percent-format source as notebook JSON: markdown cells for the text and math, code
+    cells for the code (Jupytext), a Python 3 kernel, and cell ids numbered in order so
+    that the same source always gives the same file."""
+    import jupytext
+    import nbformat
+
+    notebook = jupytext.reads(text, fmt="py:percent")
+    notebook.metadata.pop("jupytext", None)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    for i, cell in enumerate(notebook.cells):
+        cell["id"] = f"cell-{i}"
+    return nbformat.writes(notebook)
+
+
+def targets(out_dir: Path, source: Path, text: str, fmt: str) -> dict[str, tuple[Path, str]]:
+    """``{kind: (path, content)}`` of every file ``build`` writes for ``fmt``."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, received {fmt!r}")
+    versions = {kind: render(text, kind == "student", str(source))
+                for kind in ("solution", "student")}
+    found = {}
+    if fmt in ("both", "ipynb"):
+        for kind, rendered in versions.items():
+            found[f"{kind} notebook"] = (out_dir / f"{source.stem}-{kind}.ipynb",
+                                         to_notebook(rendered))
+    if fmt in ("both", "py"):
+        for kind, rendered in versions.items():
+            found[kind] = (out_dir / kind / source.name, rendered)
+    return found
+
+
+def build(out_dir, source=None, overwrite: bool = False, fmt: str = "both") -> dict[str, Path]:
+    """Write the student and solution copies under ``out_dir``; return their paths.
+
+    ``fmt="ipynb"``: ``<name>-student.ipynb`` and ``<name>-solution.ipynb``; ``"py"``:
+    ``student/<name>.py`` and ``solution/<name>.py`` (percent format); ``"both"``: all four.
     Every target is checked before anything is written. A student copy that differs from
     what would be written (a student's edits) is kept unless ``overwrite``.
     """
@@ -91,10 +132,9 @@ def build(out_dir, source=None, overwrite: bool = False) -> dict[str, Path]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"cannot read the tutorial {source}: {reason}") from None
-    versions = {kind: render(text, kind == "student", str(source)) for kind in ("solution", "student")}
     out_dir = Path(out_dir)
-    paths = {kind: out_dir / kind / source.name for kind in versions}
-    for kind, path in paths.items():
+    files = targets(out_dir, source, text, fmt)
+    for kind, (path, content) in files.items():
         for folder in (path.parent, *path.parent.parents):  # the nearest existing folder up
             if folder.exists():
                 if not folder.is_dir():
@@ -102,14 +142,86 @@ def build(out_dir, source=None, overwrite: bool = False) -> dict[str, Path]:
                 break
         if path.is_dir():
             raise UsageError(f"--out {out_dir}: {path} is a folder")
-    student = paths["student"]
-    if (student.is_file() and not overwrite
-            and student.read_text(encoding="utf-8", errors="replace") != versions["student"]):
-        raise UsageError(f"{student} has been edited; pass --overwrite to replace it")
-    for kind, rendered in versions.items():
+        if (kind.startswith("student") and path.is_file() and not overwrite
+                and path.read_text(encoding="utf-8", errors="replace") != content):
+            raise UsageError(f"{path} has been edited; pass --overwrite to replace it")
+    for path, content in files.values():
         try:
-            paths[kind].parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--out {out_dir} cannot be created: {exc.strerror}") from None
-        runs.write_text(paths[kind], rendered)
-    return paths
+        runs.write_text(path, content)
+    return {kind: path for kind, (path, _) in files.items()}
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook cell raised while ``run_notebook`` executed it (CLI exit status 1)."""
+
+
+def _notebook_modules():
+    try:
+        import nbclient
+        import nbformat
+    except ImportError:
+        raise UsageError("running notebooks needs nbclient and ipykernel: "
+                         "pip install 'vaelab[notebooks]'") from None
+    return nbclient, nbformat
+
+
+def read_notebook(path):
+    """A notebook file as an ``nbformat`` node; ``UsageError`` naming the file otherwise."""
+    _, nbformat = _notebook_modules()
+    path = Path(path)
+    try:
+        return nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UsageError(f"{path} is not a readable notebook ({reason})") from None
+
+
+def run_notebook(path, out=None, quick: bool = False, html: bool = False,
+                 cell_timeout: int = 1800) -> dict[str, Path]:
+    """Execute a notebook top to bottom in a fresh Python 3 kernel (nbclient) and write the
+    executed copy (default ``NAME-executed.ipynb`` beside it); ``html`` also renders it
+    with nbconvert. ``quick`` runs the tutorial on its small subset. The kernel's working
+    folder is the notebook's, so its figures are saved there.
+
+    Raises:
+        UsageError: not a notebook, or an output path that cannot be written.
+        NotebookFailed: a cell raised; the message names the cell and the error.
+    """
+    nbclient, nbformat = _notebook_modules()
+    path = Path(path)
+    notebook = read_notebook(path)
+    out = Path(out) if out is not None else path.with_name(f"{path.stem}-executed.ipynb")
+    runs.check_output_file(out)
+    env = {**os.environ, "VAELAB_TUTORIAL_QUICK": "1" if quick else ""}
+    from jupyter_client.manager import AsyncKernelManager
+
+    # The kernel's sockets listen on the loopback interface only; its warning that local
+    # TCP is unencrypted is silenced (nothing leaves the machine).
+    manager = AsyncKernelManager(kernel_name="python3", ip="127.0.0.1")
+    client = nbclient.NotebookClient(notebook, km=manager, timeout=cell_timeout,
+                                     extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                     resources={"metadata": {"path": str(path.parent.resolve())}})
+    try:
+        client.execute(env=env)
+    except nbclient.exceptions.CellExecutionError as exc:
+        cell = next((i for i, c in enumerate(notebook.cells)
+                     if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        raise NotebookFailed(f"{path}: cell {cell} raised {exc.ename}: "
+                             f"{(exc.evalue or '').splitlines()[0] if exc.evalue else ''}"
+                             ) from None
+    except nbclient.exceptions.CellTimeoutError:
+        raise NotebookFailed(f"{path}: a cell ran longer than {cell_timeout} s") from None
+    written = {"executed": out}
+    runs.write_text(out, nbformat.writes(notebook))
+    if html:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(notebook)
+        written["html"] = out.with_suffix(".html")
+        runs.write_text(written["html"], body)
+    return written

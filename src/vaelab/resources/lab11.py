@@ -3,9 +3,10 @@
 #
 # This tutorial is the vaelab version of the lab: two short derivations, then a VAE
 # built from custom Keras layers, the mode collapse it suffers when its KL term is
-# too strong, and KL annealing. It is a plain Python file in "percent" format: run it
-# with `python lab11.py`, or open it as a notebook with Jupytext. Figures are saved
-# next to this file.
+# too strong, and KL annealing. It runs as a notebook (`vaelab tutorial build` writes
+# `lab11-student.ipynb` and `lab11-solution.ipynb`) or as a plain Python file in
+# "percent" format (`python lab11.py`). Figures are saved next to the file (a notebook
+# also shows them).
 #
 # The exercises are marked blocks (a begin marker with a TODO hint, the solution, an end
 # marker): `vaelab tutorial build` writes a student copy where each block is replaced by
@@ -16,6 +17,7 @@
 
 # %%
 import os
+import sys
 from pathlib import Path
 
 import vaelab  # selects the JAX backend unless KERAS_BACKEND is set
@@ -23,12 +25,14 @@ import vaelab  # selects the JAX backend unless KERAS_BACKEND is set
 import keras
 import matplotlib
 
-matplotlib.use("Agg")
+IN_NOTEBOOK = "ipykernel" in sys.modules
+if not IN_NOTEBOOK:
+    matplotlib.use("Agg")  # a script only saves its figures
 import matplotlib.pyplot as plt
 import numpy as np
 from keras import ops
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 QUICK = bool(os.environ.get("VAELAB_TUTORIAL_QUICK"))
 keras.utils.set_random_seed(0)
 
@@ -37,7 +41,9 @@ keras.utils.set_random_seed(0)
 #
 # **(a)** Let p = N(μ₁, σ₁²) and q = N(μ₂, σ₂²). Show that
 #
-#     KL(q‖p) = E_{x∼q}[log q(x) − log p(x)] = log(σ₁/σ₂) + (σ₂² + (μ₁ − μ₂)²) / (2σ₁²) − ½.
+# $$\mathrm{KL}(q\,\|\,p) = \mathbb{E}_{x\sim q}\left[\log q(x) - \log p(x)\right]
+#   = \log\frac{\sigma_1}{\sigma_2} + \frac{\sigma_2^2 + (\mu_1 - \mu_2)^2}{2\sigma_1^2}
+#   - \frac{1}{2}.$$
 #
 # The handout this lab comes from prints the denominator as 2σ₁; it must be 2σ₁²
 # (with μ₁ = μ₂ and σ₁ = σ₂ = σ the divergence has to vanish, and only the squared form
@@ -49,7 +55,8 @@ keras.utils.set_random_seed(0)
 # **(b)** An encoder maps x to a mean vector μ(x) and a variance vector σ²(x), and
 # q(z) = N(μ(x), diag σ²(x)) in d dimensions; the prior is p(z) = N(0, I). Show that
 #
-#     KL(q‖p) = −½ Σᵢ (1 + log σᵢ² − σᵢ² − μᵢ²).
+# $$\mathrm{KL}(q\,\|\,p) = -\frac{1}{2}\sum_{i=1}^{d}
+#   \left(1 + \log\sigma_i^2 - \sigma_i^2 - \mu_i^2\right).$$
 #
 # *Hint:* with a diagonal covariance both densities factor into one univariate normal
 # per dimension; the KL of a product of independent factors is the sum of their KLs.
@@ -61,10 +68,20 @@ keras.utils.set_random_seed(0)
 # reciprocals; note the factor means are μᵢ, not μᵢ²), so the KL is a sum of terms
 # (a) with μ₁ = 0, σ₁ = 1: −log σᵢ + (σᵢ² + μᵢ²)/2 − ½.
 #
+# **(c)** Write formula (a) as a function of the four parameters (NumPy arrays or
+# numbers).
+#
 # **A numerical check.** Draw from q and average log q − log p; the Monte-Carlo
 # estimate must agree with the formula within a few standard errors.
 
 # %%
+def kl_normal(mean_q, std_q, mean_p, std_p):
+    """KL(q‖p) for q = N(mean_q, std_q²) and p = N(mean_p, std_p²): formula (a)."""
+    #!hwbegin TODO return formula (a) with p = N(mean_p, std_p²) and q = N(mean_q, std_q²); np.log helps
+    return np.log(std_p / std_q) + (std_q**2 + (mean_q - mean_p) ** 2) / (2 * std_p**2) - 0.5
+    #!hwend
+
+
 def log_normal(x, mean, std):
     return -0.5 * np.log(2 * np.pi * std**2) - (x - mean) ** 2 / (2 * std**2)
 
@@ -73,7 +90,7 @@ rng = np.random.default_rng(0)
 mu_p, sigma_p, mu_q, sigma_q = 0.5, 2.0, -1.0, 0.7
 draws = rng.normal(mu_q, sigma_q, 200_000)
 log_ratio = log_normal(draws, mu_q, sigma_q) - log_normal(draws, mu_p, sigma_p)
-closed_form = float(ops.convert_to_numpy(vaelab.kl_normal(mu_q, sigma_q, mu_p, sigma_p)))
+closed_form = float(kl_normal(mu_q, sigma_q, mu_p, sigma_p))
 standard_error = log_ratio.std() / np.sqrt(len(draws))
 print(f"KL(q||p): closed form {closed_form:.4f}, Monte Carlo {log_ratio.mean():.4f} "
       f"± {standard_error:.4f}")
@@ -180,8 +197,8 @@ class TutorialSampling(keras.layers.Layer):
         kl = ops.mean(-0.5 * ops.sum(1 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1))
         #!hwend
         self.add_loss(self.kl_weight * self.kl_scale * kl)
+        #!hwbegin TODO draw ε ~ N(0, I) of the mean's shape from the layer's seed generator and return z by the reparametrization trick
         epsilon = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
-        #!hwbegin TODO return the latent code z by the reparametrization trick
         return mean + ops.exp(log_var / 2) * epsilon
         #!hwend
 
@@ -237,7 +254,10 @@ def report(model, name):
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.savefig(HERE / f"lab11_{name}.png", dpi=100)
-    plt.close(fig)
+    if IN_NOTEBOOK:
+        plt.show()
+    else:
+        plt.close(fig)
     print(f"{name}: test MSE {mse:.4f}, output std {output_std:.4f}")
     return output_std
 
