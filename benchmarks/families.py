@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import vaelab  # noqa: F401  (selects the JAX backend)
+from vaelab import runs
 from vaelab.config import TrainConfig
 from vaelab.evaluation import evaluate
 from vaelab.training import train
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/families")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.json:
+        runs.check_output_file(args.json, "--json")
 
     rows = []
     for dataset in args.dataset:
@@ -79,7 +82,7 @@ def main() -> None:
     for row in rows:
         print(_line(row, args.latent))
     if args.json:
-        Path(args.json).write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=1))
+        runs.write_text(args.json, json.dumps({"settings": vars(args), "rows": rows}, indent=1))
 
 
 def _line(row: dict, latent: int) -> str:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import vaelab  # noqa: F401  (selects the JAX backend)
+from vaelab import runs
 from vaelab.config import TrainConfig
 from vaelab.evaluation import evaluate
 from vaelab.training import train
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.json:
+        runs.check_output_file(args.json, "--json")
 
     rows = []
     for model in args.models:
@@ -80,8 +83,8 @@ def main() -> None:
                      "active_units": values["active_units"], "published": PUBLISHED[model],
                      "command": command(config, run_dir)})
         if args.json:  # after every model, so a long run leaves what it has
-            Path(args.json).write_text(json.dumps({"settings": vars(args), "rows": rows},
-                                                  indent=1) + "\n")
+            runs.write_text(args.json, json.dumps({"settings": vars(args), "rows": rows},
+                                                 indent=1) + "\n")
 
     print(f"\n{'model':<14} {'passes':>6} {'train':>8} {'−log p(x), nats':>17} {'−ELBO':>8} "
           f"{'active':>6} {'published':>9}")

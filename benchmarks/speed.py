@@ -257,6 +257,9 @@ PARTS = {"epochs": part_epochs, "families": part_families, "iwae_training": part
          "iwae": part_iwae, "lab": part_lab}
 
 
+PART_TIMEOUT = 3600  # seconds per part: the longest (the lab) takes about 4 minutes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the numbers to this file")
@@ -273,12 +276,18 @@ def main() -> None:
                         help=f"run only these parts ({', '.join(PARTS)})")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.json and not args.part:
+        import vaelab  # noqa: F401  (selects the JAX backend before Keras loads)
+        from vaelab import runs
+
+        runs.check_output_file(args.json, "--json")
     if args.part:  # a child: one part, its numbers and peak memory as JSON on the last line
         values = PARTS[args.part](args)
         print(json.dumps({"values": values, "peak_mb": round(peak_mb())}))
         return
     if args.quick:
         args.train_size, args.epochs, args.iwae_images = 4096, 2, 50
+        args.family_images, args.iwae_train_images = 1024, 1000
     forwarded = ["--epochs", str(args.epochs), "--iwae-images", str(args.iwae_images),
                  "--family-images", str(args.family_images),
                  "--iwae-train-images", str(args.iwae_train_images)]
@@ -288,9 +297,15 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d")}
     chosen = args.only or [p for p in PARTS if p != "lab" or args.lab]
     for name in chosen:
-        done = subprocess.run([sys.executable, __file__, "--part", name, *forwarded],
-                              capture_output=True, text=True)
+        try:
+            done = subprocess.run([sys.executable, __file__, "--part", name, *forwarded],
+                                  capture_output=True, text=True, timeout=PART_TIMEOUT)
+        except subprocess.TimeoutExpired:  # subprocess.run has killed it
+            write_report(args.json, report)
+            sys.exit(f"part {name} ran longer than {PART_TIMEOUT} s; the parts before it are "
+                     f"in {args.json or 'the lines above'}")
         if done.returncode != 0:
+            write_report(args.json, report)
             sys.exit(f"part {name} failed:\n{done.stderr[-2000:]}")
         report[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"\n== {name} (peak RSS {report[name]['peak_mb']} MB)")
@@ -300,8 +315,15 @@ def main() -> None:
     import keras
 
     report["versions"] = {"keras": keras.__version__, "backend": keras.backend.backend()}
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.json, report)
+
+
+def write_report(path, report: dict) -> None:
+    """The numbers so far as JSON (atomically), when ``--json`` was given."""
+    if path:
+        from vaelab import runs
+
+        runs.write_text(path, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

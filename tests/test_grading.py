@@ -130,3 +130,41 @@ def test_a_file_that_is_not_a_notebook_exits_2(tmp_path, capsys, name, text):
     assert cli.main(["tutorial", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+
+
+def test_a_timeout_kills_what_the_student_code_started(notebooks, tmp_path, capsys):
+    """The check runs in a session of its own: on timeout the whole process group goes,
+    including a process the student's code started (found by its PID)."""
+    import os
+    import time
+
+    out, paths = notebooks
+    pid_file = tmp_path / "pid"
+    spawner = mutate(paths["solution notebook"], tmp_path / "d.ipynb", [
+        ('    """KL(q‖p) for q',
+         f'    import subprocess\n    child = subprocess.Popen(["sleep", "300"])\n'
+         f'    open({str(pid_file)!r}, "w").write(str(child.pid))\n'
+         f'    while True:\n        pass\n    """KL(q‖p) for q'),
+    ])
+    results = grading.check_file(spawner, timeout=15)
+    assert results["kl_normal"].message == "ran longer than 15 s (an endless loop?)"
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"the student's child process {pid} outlived the check")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
+def test_timeout_must_be_a_positive_finite_number(notebooks, capsys, value):
+    out, paths = notebooks
+    assert cli.main(["tutorial", "check", str(paths["solution notebook"]), "--timeout",
+                     value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timeout must be a positive number of seconds" in err

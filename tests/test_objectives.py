@@ -412,3 +412,21 @@ def test_conditional_iwae_repeats_each_label_for_its_samples():
     assert loss == pytest.approx(-bound / pixels, rel=1e-5)
     other = float(to_np(vae.model.compute_loss([x, one_hot([2, 2, 0, 0], 3)], x, y_pred)))
     assert other != loss
+
+
+def test_unicode_digits_are_not_a_sample_count():
+    with pytest.raises(ValueError, match=r"^--objective must be elbo or iwae:K .*'iwae:²'"):
+        objectives.parse("iwae:²")
+
+
+def test_the_python_api_refuses_what_the_iwae_bound_cannot_mean():
+    with pytest.raises(ValueError, match=r"iwae:5 objective with the bernoulli likelihood "
+                                         r"needs kl_scale 1, received 0.5"):
+        build_vae(12, 8, 3, 0.5, likelihood="bernoulli", objective="iwae:5")
+    with pytest.raises(ValueError, match=r"has no KL term for free bits"):
+        build_vae(12, 8, 3, 1 / 12, free_bits=0.5, objective="iwae:5")
+    vae = build_vae(12, 8, 3, 1 / 12, objective="iwae:2")
+    vae.model.compile(optimizer="adam", loss="mse")
+    x = np.zeros((4, 12), np.float32)
+    with pytest.raises(ValueError, match=r"compile the model without loss="):
+        vae.model.compute_loss(x, x, vae.model(x))

@@ -189,5 +189,5 @@ def test_running_the_student_notebook_names_the_failing_cell(tmp_path, capsys):
     assert cli.main(["tutorial", "run", str(tmp_path / "lab11-student.ipynb"), "--quick"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "lab11-student.ipynb: cell 3 raised NotImplementedError: TODO: return formula (a)" in err
+    assert "lab11-student.ipynb: code cell 2 raised NotImplementedError: TODO: return formula (a)" in err
     assert not (tmp_path / "lab11-student-executed.ipynb").exists()

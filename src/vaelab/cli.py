@@ -14,9 +14,10 @@ import numpy as np
 import vaelab
 from vaelab import data, interrupts
 from vaelab.data.sources import DATASETS, TITLES
-from vaelab.config import ACTIVATIONS, MODELS, NonFiniteLoss, TrainConfig, UsageError
+from vaelab.config import (ACTIVATIONS, MODELS, NonFiniteLoss, NotebookFailed, TrainConfig,
+                           UsageError)
 from vaelab.schedules import LEARNING_RATE_SCHEDULES
-from vaelab.tutorial import FORMATS, NotebookFailed
+from vaelab.tutorial import FORMATS
 
 
 def _data_fetch(args) -> None:
@@ -101,27 +102,10 @@ def _tutorial_run(args) -> None:
 
 
 def _tutorial_check(args) -> int:
-    import json
+    from vaelab import grading
 
-    from vaelab import grading, runs
-
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, received {args.timeout:g}")
-    if args.csv:
-        runs.check_output_file(args.csv, "--csv")
-    graded, errors = grading.check_files(args.submissions, timeout=args.timeout)
-    if args.json:
-        print(json.dumps({"graded": graded, "errors": [{"file": f, "error": e}
-                                                       for f, e in errors]}, indent=1))
-    elif graded:
-        print(grading.text_report(graded))
-    if args.csv:
-        runs.write_text(args.csv, grading.csv_report(graded, errors))
-    for _, message in errors:
-        print(f"vaelab: error: {message}", file=sys.stderr)
-    if errors:
-        return 2
-    return 0 if all(r["score"] == r["total"] for r in graded) else 1
+    return grading.main(args.submissions, as_json=args.json, csv_path=args.csv,
+                        timeout=args.timeout)
 
 
 def _explore(args) -> None:

@@ -36,6 +36,10 @@ class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""
 
 
+class NotebookFailed(RuntimeError):
+    """A notebook cell raised while ``vaelab tutorial run`` executed it (CLI exit status 1)."""
+
+
 def parse_kl_scale(text) -> float:
     """``"1/784"``, ``"0.5"`` or a number → a positive finite float."""
     try:
@@ -181,8 +185,8 @@ class TrainConfig:
         if self.beta != 1:
             raise UsageError(f"--objective {k} needs --beta 1: a weighted prior inside the "
                              f"importance weights is not a bound on log p(x)")
-        if self.kl_scale is not None and self.model_likelihood.variance(1, 1.0) is None \
-                and self.kl_scale != 1:
+        if (self.kl_scale is not None and self.kl_scale != 1
+                and not self.model_likelihood.kl_scale_sets_variance):
             raise UsageError(f"--objective {k} with the {self.likelihood} likelihood needs "
                              f"--kl-scale 1, received {self.kl_scale:g}")
 
@@ -192,13 +196,16 @@ class TrainConfig:
             return self
         return dataclasses.replace(self, kl_scale=self.model_likelihood.natural_kl_scale(pixels))
 
-    def effective_kl_scale(self, pixels: int) -> float:
-        """What multiplies the KL in the loss: ``β · kl_scale`` (the natural scale if unset).
+    def effective_kl_scale(self, pixels: int | None = None) -> float:
+        """What multiplies the KL in the loss: ``β · kl_scale`` (the natural scale for
+        ``pixels`` if unset; ``pixels`` may be left out once ``kl_scale`` is set).
 
         For the Gaussian likelihood, β/D on the per-pixel MSE is the lab's 1/784 times β;
         for the Bernoulli's summed cross-entropy it is β itself.
         """
-        return self.beta * self.for_data(pixels).kl_scale
+        if self.kl_scale is None and pixels is None:
+            raise ValueError("the natural KL scale needs the number of pixels")
+        return self.beta * (self.kl_scale if pixels is None else self.for_data(pixels).kl_scale)
 
     @property
     def model_likelihood(self):

@@ -7,7 +7,7 @@ and the IWAE estimate of −log p(x) (with k and standard errors, nats per test 
 the KL, the KL per latent dimension, active units and the mutual information I(x; z).
 
 For a Gaussian decoder the likelihood uses the variance the training objective
-implies, σ² = D·kl_scale/2 (σ² = ½ for the lab's 784 pixels and KL/784; see
+implies, σ² = D·β·kl_scale/2 (σ² = ½ for the lab's 784 pixels, KL/784 and β = 1; see
 ``vaelab.likelihoods.Gaussian.variance``); its values are densities of continuous
 pixels and are not comparable with Bernoulli likelihoods of binarized images.
 """

@@ -18,6 +18,9 @@ import csv
 import dataclasses
 import io
 import json
+import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,19 +128,35 @@ def _still_raises(cell: str, hint: str) -> bool:
 
 
 def run_check(name: str, cell: str, timeout: float) -> Result:
-    """Run one exercise's check in a fresh Python process, bounded by ``timeout`` seconds."""
+    """Run one exercise's check in a fresh Python process, bounded by ``timeout`` seconds.
+
+    The process leads a session of its own: on timeout the whole group is killed, with
+    whatever the student's code may have started.
+    """
     request = json.dumps({"exercise": name, "cell": cell})
+    child = subprocess.Popen([sys.executable, "-m", "vaelab.grading_checks"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        done = subprocess.run([sys.executable, "-m", "vaelab.grading_checks"], input=request,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+        stdout, stderr = child.communicate(request, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(child)
+        child.communicate()  # reap it and close its pipes
         return Result("fail", f"ran longer than {timeout:g} s (an endless loop?)")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        return Result("fail", f"the check's process ended with status {done.returncode} ({tail})")
+    _kill_group(child)  # anything the student's code left running in the group
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return Result("fail", f"the check's process ended with status {child.returncode} ({tail})")
     answer = json.loads(lines[-1])
     return Result(answer["status"], answer.get("message", ""))
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group is already empty
+        pass
 
 
 def check_files(paths, timeout: float = DEFAULT_TIMEOUT
@@ -177,3 +196,31 @@ def csv_report(graded: list[dict], errors: list[tuple[str, str]]) -> str:
     for path, message in errors:
         writer.writerow([path, "", "", *([""] * len(EXERCISES)), message])
     return buffer.getvalue()
+
+
+def main(submissions, as_json: bool = False, csv_path=None,
+         timeout: float = DEFAULT_TIMEOUT) -> int:
+    """``vaelab tutorial check``: grade, print, write the CSV; the exit status.
+
+    0: every exercise of every file passes; 1: some fail or are not attempted; 2: some
+    file is unusable (the others are still graded and reported).
+    """
+    from vaelab import runs
+
+    if isinstance(timeout, bool) or not math.isfinite(timeout) or timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, received {timeout:g}")
+    if csv_path:
+        runs.check_output_file(csv_path, "--csv")
+    graded, errors = check_files(submissions, timeout=timeout)
+    if as_json:
+        print(json.dumps({"graded": graded,
+                          "errors": [{"file": f, "error": e} for f, e in errors]}, indent=1))
+    elif graded:
+        print(text_report(graded))
+    if csv_path:
+        runs.write_text(csv_path, csv_report(graded, errors))
+    for _, message in errors:
+        print(f"vaelab: error: {message}", file=sys.stderr)
+    if errors:
+        return 2
+    return 0 if all(r["score"] == r["total"] for r in graded) else 1

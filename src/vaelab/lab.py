@@ -42,6 +42,7 @@ class Experiment:
 
 
 def check_seeds(seeds) -> int:
+    """``seeds`` if it is a positive integer; ``UsageError`` naming it otherwise."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"--seeds must be a positive integer, received {seeds!r}")
     return seeds

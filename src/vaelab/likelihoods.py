@@ -30,6 +30,7 @@ class Gaussian:
 
     name = "gaussian"
     binarized = False
+    kl_scale_sets_variance = True   # any KL scale s is this likelihood with σ² = D·s/2
 
     def loss(self, x, decoded):
         """Mean squared error per example, mean over pixels: ``(batch, D) -> (batch,)``."""
@@ -68,6 +69,7 @@ class Bernoulli:
 
     name = "bernoulli"
     binarized = True
+    kl_scale_sets_variance = False  # the loss is −log p(x|z) itself: only s = 1 is an ELBO
 
     def loss(self, x, logits):
         """Negative log-likelihood per example, summed over pixels: ``(batch, D) -> (batch,)``."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-LOG_2PI = float(np.log(2 * np.pi))
+from vaelab.likelihoods import LOG_2PI
+
 ACTIVE_THRESHOLD = 0.01  # Var_x(E[z_i | x]) above which a latent unit counts as active
 
 

@@ -28,7 +28,7 @@ import math
 
 from keras import ops
 
-LOG_2PI = math.log(2 * math.pi)
+from vaelab.likelihoods import LOG_2PI
 
 
 class ELBO:
@@ -60,7 +60,8 @@ def parse(text) -> ELBO | IWAE:
     if text == "elbo":
         return ELBO()
     kind, _, k = text.partition(":") if isinstance(text, str) else ("", "", "")
-    if kind != "iwae" or not k.isdigit() or int(k) < 1 or k != str(int(k)):
+    if (kind != "iwae" or not (k.isascii() and k.isdecimal()) or int(k) < 1
+            or k != str(int(k))):
         raise ValueError(expected)
     return IWAE(int(k))
 

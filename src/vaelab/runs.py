@@ -212,7 +212,7 @@ def environment() -> dict:
 def write_config(run_dir, config: TrainConfig, data: dict, fit: dict) -> None:
     """``config.json``: every setting, the KL scale in the loss (``effective_kl_scale`` = β ·
     ``kl_scale``), the data's identity, the fit settings, the environment."""
-    effective = None if config.kl_scale is None else config.beta * config.kl_scale
+    effective = None if config.kl_scale is None else config.effective_kl_scale()
     write_json(Path(run_dir) / "config.json",
                {**config.to_dict(), "effective_kl_scale": effective, "data": data, "fit": fit,
                 "environment": environment()})

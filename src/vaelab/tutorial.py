@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from vaelab import runs
-from vaelab.config import UsageError
+from vaelab.config import NotebookFailed, UsageError
 from vaelab.paths import RESOURCES
 
 BEGIN, END = "#!hwbegin", "#!hwend"
@@ -154,17 +154,18 @@ def build(out_dir, source=None, overwrite: bool = False, fmt: str = "both") -> d
     return {kind: path for kind, (path, _) in files.items()}
 
 
-class NotebookFailed(RuntimeError):
-    """A notebook cell raised while ``run_notebook`` executed it (CLI exit status 1)."""
-
-
-def _notebook_modules():
+def _notebook_modules(html: bool = False):
+    """nbclient and nbformat, once ipykernel (and nbconvert for ``html``) are there too."""
     try:
+        import ipykernel  # noqa: F401  (the kernel nbclient starts)
         import nbclient
         import nbformat
-    except ImportError:
-        raise UsageError("running notebooks needs nbclient and ipykernel: "
-                         "pip install 'vaelab[notebooks]'") from None
+
+        if html:
+            import nbconvert  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"running notebooks needs nbclient, ipykernel and nbconvert ({exc.name} "
+                         f"is missing): pip install 'vaelab[notebooks]'") from None
     return nbclient, nbformat
 
 
@@ -192,14 +193,17 @@ def run_notebook(path, out=None, quick: bool = False, html: bool = False,
         UsageError: not a notebook, or an output path that cannot be written.
         NotebookFailed: a cell raised; the message names the cell and the error.
     """
-    nbclient, nbformat = _notebook_modules()
+    nbclient, nbformat = _notebook_modules(html)
+    from jupyter_client.kernelspec import NoSuchKernel
+    from jupyter_client.manager import AsyncKernelManager
+
     path = Path(path)
     notebook = read_notebook(path)
     out = Path(out) if out is not None else path.with_name(f"{path.stem}-executed.ipynb")
     runs.check_output_file(out)
+    if html:
+        runs.check_output_file(out.with_suffix(".html"))
     env = {**os.environ, "VAELAB_TUTORIAL_QUICK": "1" if quick else ""}
-    from jupyter_client.manager import AsyncKernelManager
-
     # The kernel's sockets listen on the loopback interface only; its warning that local
     # TCP is unencrypted is silenced (nothing leaves the machine).
     manager = AsyncKernelManager(kernel_name="python3", ip="127.0.0.1")
@@ -209,13 +213,19 @@ def run_notebook(path, out=None, quick: bool = False, html: bool = False,
     try:
         client.execute(env=env)
     except nbclient.exceptions.CellExecutionError as exc:
-        cell = next((i for i, c in enumerate(notebook.cells)
-                     if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        raise NotebookFailed(f"{path}: cell {cell} raised {exc.ename}: "
-                             f"{(exc.evalue or '').splitlines()[0] if exc.evalue else ''}"
-                             ) from None
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        where = next((f"code cell {i}" for i, c in enumerate(code, start=1)
+                      if any(o.get("output_type") == "error" for o in c.get("outputs", []))),
+                     "a cell")
+        detail = (exc.evalue or "").strip().splitlines()
+        raise NotebookFailed(f"{path}: {where} raised {exc.ename}"
+                             + (f": {detail[0]}" if detail else "")) from None
     except nbclient.exceptions.CellTimeoutError:
         raise NotebookFailed(f"{path}: a cell ran longer than {cell_timeout} s") from None
+    except nbclient.exceptions.DeadKernelError:
+        raise NotebookFailed(f"{path}: the kernel died (out of memory?)") from None
+    except NoSuchKernel:
+        raise UsageError("no python3 Jupyter kernel: pip install 'vaelab[notebooks]'") from None
     written = {"executed": out}
     runs.write_text(out, nbformat.writes(notebook))
     if html:

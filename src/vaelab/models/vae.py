@@ -57,6 +57,13 @@ class VAEModel(keras.Model):
         if isinstance(self.objective, objectives.IWAE):
             self.gain_tracker = keras.metrics.Mean(name="importance_gain")
             self.bound_tracker = keras.metrics.Mean(name="iwae_bound")
+            sampling = self.parts()[1]
+            if not self.likelihood.kl_scale_sets_variance and sampling.kl_scale != 1:
+                raise ValueError(f"the {objective} objective with the {self.likelihood.name} "
+                                 f"likelihood needs kl_scale 1, received {sampling.kl_scale:g}")
+            if sampling.free_bits:
+                raise ValueError(f"the {objective} objective has no KL term for free bits "
+                                 f"(free_bits={sampling.free_bits:g})")
 
     def get_config(self):
         return {**super().get_config(), "likelihood": self.likelihood.name,
@@ -89,6 +96,8 @@ class VAEModel(keras.Model):
                 f"y={tuple(y.shape)} and y_pred={tuple(y_pred.shape)}")
         batch = ops.shape(y_pred)[0]  # Keras weights its loss tracker by the batch size
         if isinstance(self.objective, objectives.IWAE):
+            if sample_weight is not None:
+                raise ValueError(f"the {self.objective.name} objective takes no sample weights")
             return self._iwae_loss(x, y, batch)
         reconstruction = self.reconstruction_loss(y, y_pred)
         if self.losses:
@@ -100,7 +109,15 @@ class VAEModel(keras.Model):
         return reconstruction + kl
 
     def _iwae_loss(self, x, y, batch):
-        """The importance-weighted loss of ``objective.samples`` draws per image."""
+        """The importance-weighted loss of ``objective.samples`` draws per image.
+
+        The bound has no separate KL term: the sampling layer's ``kl_weight`` does not
+        apply (``TrainConfig`` refuses KL schedules with it), nor do ``compile(loss=…)`` and
+        sample weights (refused here).
+        """
+        if self.loss is not None:
+            raise ValueError(f"the {self.objective.name} objective uses the likelihood's "
+                             f"log-probability; compile the model without loss=")
         encoder, sampling, decoder = self.parts()
         label = x[1] if isinstance(x, (list, tuple)) else None
         mean, log_var = encoder(x)
