@@ -73,6 +73,13 @@ def test_distribute_under_torch_is_a_clear_error(tmp_path, data_dir):
     assert done.returncode == 2
     assert done.stderr == ("vaelab: error: --distribute needs the JAX backend (Keras' distribution "
                            "API); this is KERAS_BACKEND=torch\n")
+    job = vaelab_cli(["train", *TINY, "--data-dir", str(data_dir), "--distribute",
+                      "--coordinator", "127.0.0.1:5000", "--num-processes", "2", "--process-id",
+                      "1", "--out", str(tmp_path / "x")], KERAS_BACKEND="torch")
+    assert job.returncode == 2
+    assert job.stderr == ("vaelab: error: a multi-process job needs the JAX backend (JAX's "
+                          "distributed runtime); this is KERAS_BACKEND=torch\n")
+    assert not (tmp_path / "x").exists()
 
 
 @needs_torch

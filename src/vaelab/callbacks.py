@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from vaelab import metrics, schedules
+from vaelab.cluster import local_rows
 from vaelab.devices import predict
 from vaelab.layers import _check_positive_int
 from vaelab.models import VAE, sampling_layers
@@ -140,7 +141,43 @@ class ShuffleSeed(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
-        np.random.seed([self.seed, epoch])
+        np.random.seed(shuffle_seed(self.seed, epoch))
+
+
+def shuffle_seed(seed: int, epoch: int) -> list[int]:
+    """NumPy's seed for the order of 0-based epoch ``epoch`` of a run seeded ``seed``."""
+    return [seed, epoch]
+
+
+class ShardedShuffle(keras.callbacks.Callback):
+    """One process's rows of each epoch's shuffled global batches, refreshed in place.
+
+    Before each epoch, the permutation that ``fit(shuffle=True)`` draws in a
+    one-process run (after :class:`ShuffleSeed`) is cut into global batches, and
+    ``target[j] = source[rows[j]]`` for this process's rows
+    (``cluster.local_rows``). Fed to ``fit`` with ``shuffle=False`` and
+    ``batch // count`` rows per step, the processes together train on exactly the
+    batches of the one-process run.
+
+    Args:
+        sources: the full arrays fit would get (images, and one-hot labels if any).
+        targets: arrays of ``len(source) // count`` rows each, given to ``fit``.
+        seed: the run seed.
+        batch: the global batch size.
+        count, index: the number of processes and this one's index.
+    """
+
+    def __init__(self, sources, targets, seed: int, batch: int, count: int, index: int):
+        super().__init__()
+        self.sources, self.targets = list(sources), list(targets)
+        self.seed, self.batch, self.count, self.index = seed, batch, count, index
+
+    def on_epoch_begin(self, epoch, logs=None):
+        n = len(self.sources[0])
+        order = np.random.RandomState(shuffle_seed(self.seed, epoch)).permutation(n)
+        rows = local_rows(n, self.batch, self.count, self.index, order)
+        for source, target in zip(self.sources, self.targets, strict=True):
+            np.take(source, rows, axis=0, out=target)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

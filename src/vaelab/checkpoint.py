@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab import interrupts, runs
+from vaelab import cluster, interrupts, runs
 from vaelab.config import UsageError
 from vaelab.models import sampling_layers
 
@@ -52,10 +52,13 @@ class Checkpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self.folder.mkdir(parents=True, exist_ok=True)
         model_file = f"epoch-{done}.keras"
-        with runs.atomic_path(self.folder / model_file) as tmp:
-            self.model.save(tmp)
+        model = self.model
+        if cluster.process_count() > 1:  # process 0 saves its own copy (cluster.host_copy)
+            model = cluster.host_copy(model)
+        with runs.atomic_path(self.folder / model_file) as tmp, cluster.without_distribution():
+            model.save(tmp)
         seeds = [ops.convert_to_numpy(layer.seed_generator.state.value).tolist()
-                 for layer in sampling_layers(self.model)]
+                 for layer in sampling_layers(model)]
         runs.write_json(self.folder / "state.json", {
             "epochs_done": done, "model": model_file, "seed_states": seeds,
             "history": self.history})

@@ -7,15 +7,19 @@ and exit with status 2; nothing else happens at import time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 
 import numpy as np
 
 import vaelab
-from vaelab import data, interrupts
+from vaelab import cluster, data, interrupts
+from vaelab.cluster import COORDINATOR_TIMEOUT
+from vaelab.launch import GRACE_SECONDS
 from vaelab.data.sources import DATASETS, TITLES
-from vaelab.config import (ACTIVATIONS, MODELS, NonFiniteLoss, NotebookFailed, TrainConfig,
-                           UsageError)
+from vaelab.config import (ACTIVATIONS, MODELS, JobFailed, NonFiniteLoss, NotebookFailed,
+                           TrainConfig, UsageError)
 from vaelab.schedules import LEARNING_RATE_SCHEDULES
 from vaelab.tutorial import FORMATS
 
@@ -60,22 +64,45 @@ TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "
                  "distribute")
 
 
-def _train(args) -> None:
-    from vaelab import training
-
+def _train_config(args) -> tuple[dict, TrainConfig | None]:
+    """The options given to ``train``, and their checked config (``None`` with --resume)."""
     if args.hidden is not None:
         if args.hidden_dim is not None:
             raise UsageError("give --hidden or --hidden-dim, not both")
         args.hidden_dim = args.hidden
     given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
+    if args.resume is not None and (args.out or args.overwrite):
+        raise UsageError("--resume continues the run in RUN_DIR; --out and --overwrite do not apply")
+    return given, (TrainConfig(**given) if args.resume is None else None)
+
+
+def _train(args) -> None:
+    from vaelab import cluster
+
+    given, config = _train_config(args)
     verbose = not args.quiet
+    job = cluster.job_from_args(bool(args.distribute), args.coordinator, args.num_processes,
+                                args.process_id, args.coordinator_timeout)
+    if job is not None:  # a multi-process job: joined before Keras builds anything
+        cluster.start(job)
+    from vaelab import training
+
     if args.resume is not None:
-        if args.out or args.overwrite:
-            raise UsageError("--resume continues the run in RUN_DIR; --out and --overwrite do not apply")
         training.resume(args.resume, overrides=given, verbose=verbose)
     else:
-        training.train(TrainConfig(**given), args.out or _default_out(), overwrite=args.overwrite,
+        training.train(config, args.out or _default_out(), overwrite=args.overwrite,
                        verbose=verbose)
+
+
+def _launch(args) -> int:
+    from vaelab import launch
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    if train_args[:1] == ["train"]:  # the train options are checked here, once, not N times
+        train_parser = build_parser()
+        checked = train_parser.parse_args(train_args)
+        _train_config(checked)
+    return launch.launch(args.num_processes, train_args, grace=args.grace)
 
 
 def _evaluate(args) -> None:
@@ -255,7 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-size", type=_int, help="use only the first N training images")
     train.add_argument("--test-size", type=_int, help="use only the first N test images")
     train.add_argument("--distribute", action="store_const", const=True,
-                       help="data-parallel training over all local devices (JAX backend)")
+                       help="data-parallel training over all devices (JAX backend): this "
+                            "process's, or those of every process of a job")
+    train.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="with --distribute: the job's coordinator, served by process 0 "
+                            "(see docs/scaling.md; vaelab launch sets it)")
+    train.add_argument("--num-processes", type=_int, metavar="N",
+                       help="with --coordinator: processes in the job")
+    train.add_argument("--process-id", type=_int, metavar="I",
+                       help="with --coordinator: this process's index, 0..N-1 (0 writes)")
+    train.add_argument("--coordinator-timeout", type=_float, metavar="SECONDS",
+                       help=f"how long to wait for the coordinator "
+                            f"(default {COORDINATOR_TIMEOUT:g})")
     train.add_argument("--out", type=_path,
                        help="run folder (default runs/<timestamp>)")
     train.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
@@ -263,6 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     train.set_defaults(func=_train)
+
+    launch = commands.add_parser(
+        "launch", help="run vaelab train as a multi-process job on this machine",
+        description="Starts N `vaelab train --distribute` processes joined by a coordinator on "
+                    "127.0.0.1, shows process 0's output (process 0 writes the run folder), and "
+                    "stops all of them when one fails or on Ctrl-C. Example: vaelab launch "
+                    "--num-processes 2 -- train --epochs 5 --out runs/two")
+    launch.add_argument("--num-processes", type=_int, required=True, metavar="N")
+    launch.add_argument("--grace", type=_float, default=GRACE_SECONDS, metavar="SECONDS",
+                        help="between SIGTERM and SIGKILL when stopping the processes "
+                             f"(default {GRACE_SECONDS:g})")
+    launch.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- train [OPTIONS]")
+    launch.set_defaults(func=_launch)
 
     evaluate = commands.add_parser(
         "evaluate", help="ELBO, IWAE likelihood and latent diagnostics of a finished run",
@@ -390,12 +441,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        status = _run(args)
+    except BaseException as exc:
+        if not cluster.joined():
+            raise
+        if cluster.lost_contact(exc):  # another process went away before or after the fit
+            print(f"vaelab: error: {cluster.lost_contact_message(exc)}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        status = 1
+    if status and cluster.joined():
+        # A failing process of a job leaves at once: JAX's exit barrier would wait for the
+        # others, which may wait in a training step for this one.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _run(args) -> int:
+    """Run the command; user-caused errors become one line and an exit status."""
+    try:
         with interrupts.handled(command=True):
             status = args.func(args)
     except (UsageError, data.DataError, data.DataMismatch) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 2
-    except NotebookFailed as exc:
+    except (NotebookFailed, JobFailed) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 1
     except NonFiniteLoss as exc:

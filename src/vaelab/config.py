@@ -40,6 +40,10 @@ class NotebookFailed(RuntimeError):
     """A notebook cell raised while ``vaelab tutorial run`` executed it (CLI exit status 1)."""
 
 
+class JobFailed(RuntimeError):
+    """A process of a multi-process job lost contact with the others (CLI exit status 1)."""
+
+
 def parse_kl_scale(text) -> float:
     """``"1/784"``, ``"0.5"`` or a number → a positive finite float."""
     try:

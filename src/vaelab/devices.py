@@ -12,6 +12,7 @@ import contextlib
 import keras
 import numpy as np
 
+from vaelab import cluster
 from vaelab.config import TrainConfig, UsageError
 
 
@@ -22,11 +23,19 @@ def device_count() -> int:
 
 
 def predict(model, x, batch_size: int = 1000):
-    """``model.predict`` on rows padded to a multiple of the device count (sharded batches).
+    """``model.predict`` on rows padded to a multiple of the device count (sharded batches);
+    in a multi-process job, on this process's copy of the model (``cluster.host_copy``).
 
     ``x`` is one array or a list of arrays with the same number of rows (e.g. images and
     one-hot labels).
     """
+    if cluster.process_count() > 1 and device_count() > 1:  # a model spanning processes
+        with cluster.without_distribution():
+            return _predict(cluster.host_copy(model), x, batch_size)
+    return _predict(model, x, batch_size)
+
+
+def _predict(model, x, batch_size: int):
     n = device_count()
     arrays = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
     rows = len(arrays[0])
@@ -55,6 +64,8 @@ def distribution_scope(config: TrainConfig):
     if config.batch_size % n:
         raise UsageError(f"--distribute over {n} devices needs a batch size divisible by {n}, "
                          f"received {config.batch_size}")
+    if cluster.process_count() > 1:  # vaelab feeds each process its rows itself (fit.py)
+        distribution.auto_shard_dataset = False
     return distribution.scope()
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import sys
 
 import keras
+import numpy as np
 
+from vaelab import cluster
+from vaelab.callbacks import ShardedShuffle
 from vaelab.config import TrainConfig
 
 VALIDATION_BATCH = 1000        # images per validation step
@@ -36,11 +39,32 @@ def fit_vae(vae, x_fit, dataset, config: TrainConfig, callbacks: list,
     with :func:`steps_per_execution` training steps per compiled call."""
     images = x_fit[0] if isinstance(x_fit, list) else x_fit  # [images, one-hot labels]
     vae.model.steps_per_execution = steps_per_execution(len(images), config)
+    x_test = vae.with_labels(dataset.x_test, dataset.y_test)
+    batch, test_batch, shuffle = config.batch_size, validation_batch_size(config), True
+    count = cluster.process_count()
+    if count > 1:  # each process feeds its rows of every global batch (Keras joins them)
+        x_fit, x_test, shuffler = _process_shards(x_fit, x_test, config, count)
+        callbacks = [*callbacks, shuffler]  # last: after Binarize has refreshed x_fit
+        batch, test_batch, shuffle = batch // count, test_batch // count, False
     return vae.model.fit(x_fit, epochs=config.epochs, initial_epoch=initial_epoch,  # targets = x
-                         batch_size=config.batch_size, shuffle=True,
-                         validation_data=(vae.with_labels(dataset.x_test, dataset.y_test),),
-                         validation_batch_size=validation_batch_size(config),
-                         callbacks=callbacks, verbose=progress_mode(verbose))
+                         batch_size=batch, shuffle=shuffle, validation_data=(x_test,),
+                         validation_batch_size=test_batch, callbacks=callbacks,
+                         verbose=progress_mode(verbose))
+
+
+def _process_shards(x_fit, x_test, config: TrainConfig, count: int):
+    """This process's training arrays (refilled each epoch by the returned
+    ``ShardedShuffle``) and its fixed rows of the test set."""
+    index = cluster.process_index()
+    fit_sources = x_fit if isinstance(x_fit, list) else [x_fit]
+    targets = [np.empty((len(a) // count, *a.shape[1:]), a.dtype) for a in fit_sources]
+    shuffler = ShardedShuffle(fit_sources, targets, config.seed, config.batch_size, count, index)
+    test_sources = x_test if isinstance(x_test, list) else [x_test]
+    rows = cluster.local_rows(len(test_sources[0]), validation_batch_size(config), count, index)
+    tests = [np.take(a, rows, axis=0) for a in test_sources]
+    if not isinstance(x_fit, list):
+        return targets[0], tests[0], shuffler
+    return targets, tests, shuffler
 
 
 def steps_per_execution(n_images: int, config: TrainConfig) -> int:

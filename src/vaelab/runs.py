@@ -197,15 +197,17 @@ def make_run_dir(run_dir) -> None:
 
 
 def environment() -> dict:
-    """Versions and devices: vaelab, Keras, its backend, Python (and JAX's devices)."""
+    """Versions and devices: vaelab, Keras, its backend, Python (and JAX's devices and
+    processes)."""
     info = {"vaelab": vaelab.__version__, "keras": keras.__version__,
             "backend": keras.backend.backend(), "python": platform.python_version()}
     if info["backend"] == "jax":
         import jax
 
         info["jax"] = jax.__version__
-        info["devices"] = len(jax.devices())
+        info["devices"] = len(jax.devices())  # of all processes of a multi-process job
         info["data_parallel_devices"] = device_count()
+        info["processes"] = jax.process_count()
     return info
 
 

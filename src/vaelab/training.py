@@ -17,9 +17,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from vaelab import checkpoint, evaluation, explorer, interrupts, plots, preflight, runs
+from vaelab import checkpoint, cluster, evaluation, explorer, interrupts, plots, preflight, runs
 from vaelab.callbacks import Binarize, CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
-from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
+from vaelab.config import JobFailed, NonFiniteLoss, TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.devices import check_divisible, distribution_scope
 from vaelab.fit import fit_settings, fit_vae, validation_batch_size
@@ -64,6 +64,11 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
     if config.distribute:
         check_divisible(config, len(dataset.x_train), len(dataset.x_test),
                         validation_batch_size(config))
+    cluster.barrier("vaelab: settings, data and run folder checked")  # then process 0 writes
+    if not cluster.is_writer():  # process 0 of a job writes the run folder; this one trains
+        with distribution_scope(config):
+            return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset,
+                                   {}, 0, False)
     if verbose:
         preflight.warn(config, dataset)
     runs.make_run_dir(run_dir)
@@ -96,11 +101,13 @@ def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arra
     """
     run_dir = Path(run_dir)
     runs.read_run_config(run_dir)  # a run folder, before the lock file is made in it
+    if not cluster.is_writer():  # another process of a job: reads the folder, never writes
+        return _resume_run(run_dir, overrides, False, arrays)
     with runs.locked(run_dir):
-        return _resume_locked(run_dir, overrides, verbose, arrays)
+        return _resume_run(run_dir, overrides, verbose, arrays)
 
 
-def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays) -> dict:
+def _resume_run(run_dir: Path, overrides: dict | None, verbose: bool, arrays) -> dict:
     config = runs.read_run_config(run_dir)
     for key, value in (overrides or {}).items():
         if getattr(config, key) != getattr(dataclasses.replace(config, **{key: value}), key):
@@ -108,7 +115,8 @@ def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays)
                              f"the run's {getattr(config, key)!r}")
     if runs.is_complete(run_dir):
         raise UsageError(f"--resume {run_dir}: the run is already complete")
-    runs.remove_temporaries(run_dir)
+    if cluster.is_writer():
+        runs.remove_temporaries(run_dir)
     data = as_dataset(arrays)
     if data is None:
         data = runs.load_run_data(run_dir, config)
@@ -120,6 +128,9 @@ def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays)
         if state is None:  # killed before its first epoch ended
             return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset,
                                    {}, 0, verbose)
+        # Loading builds the model with initial values first: the same seed makes them the
+        # same in every process of a job (Keras checks that), before the saved ones replace them.
+        keras.utils.set_random_seed(config.seed)
         vae = VAE.from_model(checkpoint.load_checkpoint_model(run_dir, state))
         if vae.input_dim != dataset.input_dim:
             raise UsageError(f"the model expects {vae.input_dim} pixels per image, "
@@ -131,9 +142,11 @@ def _resume_locked(run_dir: Path, overrides: dict | None, verbose: bool, arrays)
 
 def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
                verbose: bool):
-    """``(callbacks, x_fit, guard, checkpointer)`` for one fit of this run."""
+    """``(callbacks, x_fit, guard, checkpointer)`` for one fit of this run; the checkpointer
+    and the collapse monitor only where this process writes the run folder."""
     guard = StopOnNonFinite()
-    saver = checkpoint.Checkpoint(run_dir / checkpoint.FOLDER, past)
+    writer = cluster.is_writer()
+    saver = checkpoint.Checkpoint(run_dir / checkpoint.FOLDER, past) if writer else None
     callbacks = [interrupts.StopOnSignal(), ShuffleSeed(config.seed)]
     schedule = config.kl_schedule()
     if schedule is not None:
@@ -142,9 +155,11 @@ def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, p
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda epoch, _: burda_learning_rate(epoch, config.learning_rate)))
     heldout = slice(0, config.heldout_size)
-    callbacks += [CollapseMonitor(vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout]),
-                                  verbose=verbose), guard,
-                  saver]
+    if writer:
+        callbacks.append(CollapseMonitor(vae.with_labels(dataset.x_test[heldout],
+                                                         dataset.y_test[heldout]),
+                                         verbose=verbose))
+    callbacks += [guard, saver] if writer else [guard]
     x_fit = dataset.x_train
     if config.model_likelihood.binarized:  # a fresh binarization every epoch
         x_fit = np.empty_like(dataset.x_train)
@@ -165,18 +180,45 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Datas
         with interrupts.deferred():
             fit_vae(vae, x_fit, dataset, config, callbacks, initial_epoch, verbose)
     except interrupts.Interrupted as exc:
-        done = len(saver.history.get("loss", []))
-        exc.checkpoint = f"last checkpoint: epoch {done}" if done else "no checkpoint yet"
+        exc.checkpoint = _last_checkpoint(saver)
         raise
+    except Exception as exc:
+        if not cluster.lost_contact(exc):
+            raise
+        if interrupts.pending() is not None:  # stopped with the others: not a failure
+            raise interrupts.Interrupted(interrupts.pending(), _last_checkpoint(saver)) from None
+        raise JobFailed(f"{cluster.lost_contact_message(exc)}; "
+                        f"{_last_checkpoint(saver) or 'process 0 keeps the last checkpoint'}"
+                        ) from None
     seconds = time.perf_counter() - started
     if guard.where is not None:
         epoch, batch = guard.where
-        kept = len(saver.history.get("loss", []))
+        kept = len(saver.history.get("loss", [])) if saver is not None else 0
         where = (f"the last good checkpoint (epoch {kept}) is kept in {run_dir / checkpoint.FOLDER}"
                  if kept else "no epoch had completed, so there is no checkpoint")
+        if saver is None:
+            where = "process 0 keeps the last good checkpoint"
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, batch {batch}: training stopped; "
                             f"{where}")
-    history = saver.history
+    if cluster.process_count() > 1:
+        line = (f"process {cluster.process_index()} of {cluster.process_count()}: "
+                f"{config.epochs} epoch(s) trained; weights SHA-256 "
+                f"{cluster.weights_digest(vae.model)}")
+        if saver is None:  # the others' part ends here; process 0 writes the results
+            print(line, flush=True)
+            return {"process": cluster.process_index(), "epochs": config.epochs}
+        if verbose:
+            print(line, flush=True)
+        with cluster.without_distribution():  # the results from process 0's own copy
+            host = VAE.from_model(cluster.host_copy(vae.model))
+            return _finish(config, run_dir, host, dataset, saver.history, seconds,
+                           initial_epoch, verbose)
+    return _finish(config, run_dir, vae, dataset, saver.history, seconds, initial_epoch, verbose)
+
+
+def _finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, history: dict,
+            seconds: float, initial_epoch: int, verbose: bool) -> dict:
+    """Evaluate the trained model and write the run's results, ``metrics.json`` last."""
     if "kl_weight" not in history:
         history["kl_weight"] = [1.0] * len(history["loss"])
 
@@ -199,6 +241,13 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Datas
     if verbose:
         print(summary_line(run_dir, values))
     return values
+
+
+def _last_checkpoint(saver) -> str | None:
+    if saver is None:
+        return None
+    done = len(saver.history.get("loss", []))
+    return f"last checkpoint: epoch {done}" if done else "no checkpoint yet"
 
 
 def summary_line(run_dir, values: dict) -> str:

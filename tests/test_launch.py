@@ -1,0 +1,62 @@
+"""vaelab launch: its command lines and its refusals (the jobs it runs: test_multiprocess.py)."""
+
+import sys
+
+import pytest
+
+from vaelab import cli, launch
+from vaelab.config import UsageError
+
+
+def test_each_process_gets_the_job_and_distribute():
+    commands = launch.commands(2, ["train", "--epochs", "3"], 4321)
+    assert commands == [
+        [sys.executable, "-m", "vaelab", "train", "--epochs", "3", "--distribute",
+         "--coordinator", "127.0.0.1:4321", "--num-processes", "2", "--process-id", str(i)]
+        for i in range(2)]
+    given = launch.commands(1, ["train", "--distribute"], 4321)[0]
+    assert given.count("--distribute") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["launch", "--num-processes", "0", "--", "train"],
+     "--num-processes must be at least 1, received 0"),
+    (["launch", "--num-processes", "2", "--", "evaluate", "run"],
+     "vaelab launch runs train: give -- train [OPTIONS], received evaluate run"),
+    (["launch", "--num-processes", "2"],
+     "vaelab launch runs train: give -- train [OPTIONS], received nothing"),
+    (["launch", "--num-processes", "2", "--", "train", "--process-id", "1"],
+     "vaelab launch sets --process-id itself; leave it out"),
+    (["launch", "--num-processes", "2", "--", "train", "--coordinator=127.0.0.1:5"],
+     "vaelab launch sets --coordinator itself; leave it out"),
+    (["launch", "--num-processes", "2", "--", "train", "--epochs", "0"],
+     "epochs must be a positive integer, received 0"),
+])
+def test_refusals_are_one_line_and_start_nothing(argv, message, capsys, tmp_path,
+                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"vaelab: error: {message}"  # no "PIDs" line: nothing started
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_train_option_is_the_parser_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["launch", "--num-processes", "2", "--", "train", "--epochs", "x"])
+    assert exit_.value.code == 2
+    assert "argument --epochs: expected an integer, received 'x'" in capsys.readouterr().err
+
+
+def test_failure_lines(tmp_path):
+    log = tmp_path / "process-1.log"
+    log.write_text("[Gloo] Rank 1 is connected\nvaelab: error: something precise\n\n")
+    assert launch._failure(1, 2, log) == ("process 1 exited with status 2: vaelab: error: "
+                                          "something precise")
+    assert launch._failure(1, -9, log) == "process 1 was killed by SIGKILL"
+    assert launch._failure(0, 2, log) == "process 0 exited with status 2"  # already shown
+
+
+def test_commands_refuse_directly():
+    with pytest.raises(UsageError, match="received nothing"):
+        launch.commands(2, [], 1)
