@@ -1,6 +1,6 @@
 """Epoch time of one run on 1 device, 1 process × 2 devices and 2 processes × 1 device.
 
-    python benchmarks/scaling.py [--batch-size 32 256] [--train-size 10000] [--epochs 4]
+    python benchmarks/scaling.py [--batch-size 32 256] [--train-size 10000] [--epochs 6]
                                  [--out DIR] [--json out.json]
 
 Each setting trains the lab's VAE (784-512-32) on the first ``--train-size`` MNIST
@@ -14,7 +14,9 @@ training images through the ``vaelab`` command, in fresh processes:
   with the gradients all-reduced over Gloo between the processes).
 
 The steady epoch time is ``(T(epochs) − T(1)) / (epochs − 1)``, where ``T`` is the fit's
-``train_seconds`` in ``metrics.json`` (so start-up and compilation cancel out). On a
+``train_seconds`` in ``metrics.json`` (so start-up and compilation cancel out; JAX's
+persistent compilation cache is off for these runs, or the second run would skip the
+compilation the first one paid for). On a
 2-core CPU this is a correctness exercise, not a speed-up: two devices or two processes
 share the same two cores.
 """
@@ -45,7 +47,8 @@ def train_seconds(setting: str, args: list[str], out: Path) -> float:
                else ["train", *args, *extra])
     done = subprocess.run([sys.executable, "-m", "vaelab", *command, "--out", str(out),
                            "--overwrite", "--quiet"], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=3600)
+                          env={**os.environ, "JAX_COMPILATION_CACHE_DIR": "", **env},
+                          timeout=3600)
     if done.returncode:
         raise SystemExit(f"{setting}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
     return runs.read_json(out / "metrics.json")["train_seconds"]
@@ -56,7 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", default="runs/scaling")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
