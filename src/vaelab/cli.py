@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "127.0.0.1, shows process 0's output (process 0 writes the run folder), and "
                     "stops all of them when one fails or on Ctrl-C. Example: vaelab launch "
                     "--num-processes 2 -- train --epochs 5 --out runs/two")
-    launch.add_argument("--num-processes", type=_int, required=True, metavar="N")
+    launch.add_argument("--num-processes", type=_int, required=True, metavar="N",
+                        help="processes to start; process 0 writes the run folder")
     launch.add_argument("--grace", type=_float, default=GRACE_SECONDS, metavar="SECONDS",
                         help="between SIGTERM and SIGKILL when stopping the processes "
                              f"(default {GRACE_SECONDS:g})")
