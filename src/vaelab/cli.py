@@ -77,8 +77,6 @@ def _train_config(args) -> tuple[dict, TrainConfig | None]:
 
 
 def _train(args) -> None:
-    from vaelab import cluster
-
     given, config = _train_config(args)
     verbose = not args.quiet
     job = cluster.job_from_args(bool(args.distribute), args.coordinator, args.num_processes,
@@ -99,9 +97,7 @@ def _launch(args) -> int:
 
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if train_args[:1] == ["train"]:  # the train options are checked here, once, not N times
-        train_parser = build_parser()
-        checked = train_parser.parse_args(train_args)
-        _train_config(checked)
+        _train_config(build_parser().parse_args(train_args))
     return launch.launch(args.num_processes, train_args, grace=args.grace)
 
 
