@@ -28,7 +28,7 @@ from vaelab import plots, report, runs
 from vaelab.config import TrainConfig
 from vaelab.data import Dataset
 from vaelab.lab import QUICK_SIZES, check_seeds
-from vaelab.training import train
+from vaelab.population import Run, train_many
 
 FIGURE = "ablation.png"
 
@@ -62,8 +62,12 @@ def plan(seeds: int, quick: bool = False, data_dir: str | None = None
 
 def run_ablation(out="runs/ablate", seeds: int = 3, quick: bool = False,
                  data_dir: str | None = None, overwrite: bool = False,
-                 verbose: bool = True) -> Path:
-    """Train every method with every seed into ``out``; write ``report.md``/``.html``."""
+                 verbose: bool = True, together: bool = True) -> Path:
+    """Train every method with every seed into ``out``; write ``report.md``/``.html``.
+
+    All the runs share their model and epochs, so they train together as populations of
+    up to ``vaelab.population.MAX_MEMBERS`` (``together=False``: one by one).
+    """
     out = Path(out)
     check_seeds(seeds)
     runs.check_run_dir(out, overwrite)
@@ -72,12 +76,13 @@ def run_ablation(out="runs/ablate", seeds: int = 3, quick: bool = False,
     with runs.locked(out):
         runs.check_run_dir(out, overwrite)
         started = time.perf_counter()
+        runs_planned = plan(seeds, quick, data_dir)
         folders: dict[str, list[str]] = {}
-        for method, folder, config in plan(seeds, quick, data_dir):
-            if verbose:
-                print(f"\n== {folder}: {method.title}")
-            train(config, out / folder, overwrite=True, verbose=verbose, arrays=data)
+        for method, folder, _ in runs_planned:
             folders.setdefault(method.name, []).append(folder)
+        train_many([Run(config, out / folder, method.title)
+                    for method, folder, config in runs_planned],
+                   overwrite=True, verbose=verbose, arrays=data, together=together)
         runs.write_json(out / "ablate.json", {
             "quick": quick, "seeds": seeds,
             "total_seconds": round(time.perf_counter() - started, 1),

@@ -185,11 +185,17 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     ``where`` is then ``(epoch, batch)``, both 1-based; ``None`` otherwise. When
     several steps run per call (``steps_per_execution``), the check runs at the
-    end of each group and the batch is found in the group's per-step losses.
+    end of each group and the batch is found in the group's per-step logs.
+
+    Args:
+        key: the log to watch (a population member's is ``loss[i]``).
+        stop: stop the fit; ``False`` only records ``where`` (a population stops a
+            member, not the others).
     """
 
-    def __init__(self):
+    def __init__(self, key: str = "loss", stop: bool = True):
         super().__init__()
+        self.key, self.stop = key, stop
         self.where = None
         self._epoch = 0
 
@@ -201,18 +207,20 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self._epoch = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+        loss = (logs or {}).get(self.key)
         if loss is not None and not math.isfinite(float(loss)) and self.where is None:
             self.where = (self._epoch, self._first_bad_batch(batch))
-            self.model.stop_training = True
+            if self.stop:
+                self.model.stop_training = True
 
     def _first_bad_batch(self, last: int) -> int:
         """1-based index of the first non-finite step in the group that ended at ``last``."""
         steps = self.model.steps_per_execution
-        losses = getattr(self.model.train_function, "step_losses", None)
-        if steps == 1 or not losses:
+        groups = getattr(self.model.train_function, "step_logs", None)
+        if steps == 1 or not groups:
             return last + 1
-        losses = np.concatenate([ops.convert_to_numpy(l).reshape(-1) for l in losses])
+        losses = np.concatenate([ops.convert_to_numpy(group[self.key]).reshape(-1)
+                                 for group in groups])
         return last - steps + 1 + int(np.argmax(~np.isfinite(losses))) + 1
 
 

@@ -34,12 +34,15 @@ class Checkpoint(keras.callbacks.Callback):
     Args:
         folder: the checkpoint folder.
         history: the rows of the epochs already done (a resumed run's past).
+        prepare: called before each save (a population member first takes its optimizer
+            state out of the population's optimizer).
     """
 
-    def __init__(self, folder, history: dict | None = None):
+    def __init__(self, folder, history: dict | None = None, prepare=None):
         super().__init__()
         self.folder = Path(folder)
         self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.prepare = prepare
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -53,6 +56,8 @@ class Checkpoint(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         model_file = f"epoch-{done}.keras"
         model = self.model
+        if self.prepare is not None:
+            self.prepare()
         if cluster.process_count() > 1:  # process 0 saves its own copy (cluster.host_copy)
             model = cluster.host_copy(model)
         with runs.atomic_path(self.folder / model_file) as tmp, cluster.without_distribution():

@@ -29,7 +29,7 @@ from vaelab.data import Dataset
 from vaelab.models import build_classifier
 from vaelab.report import CLASSIFIER
 from vaelab.fit import progress_mode
-from vaelab.training import train
+from vaelab.population import Run, train_many
 
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
@@ -104,8 +104,14 @@ def train_classifier(data: Dataset, run_dir: Path, epochs: int, seed: int = 0,
 
 
 def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
-            overwrite: bool = False, verbose: bool = True, seeds: int = 1) -> Path:
-    """Run the whole lab into ``out`` and write ``report.md`` and ``report.html``."""
+            overwrite: bool = False, verbose: bool = True, seeds: int = 1,
+            together: bool = True) -> Path:
+    """Run the whole lab into ``out`` and write ``report.md`` and ``report.html``.
+
+    The VAE runs that share their epochs (02 and 03; 04 and 05; with every seed) train
+    together as populations (:func:`vaelab.population.train_many`), each with the
+    history it would have alone; ``together=False`` trains them one by one.
+    """
     out = Path(out)
     check_seeds(seeds)
     runs.check_run_dir(out, overwrite)
@@ -118,14 +124,10 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
         sizes = QUICK_SIZES if quick else {}
         train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose,
                          **sizes)
-        folders = {}
-        for experiment in plan:
-            folders[experiment.name] = []
-            for folder, config in seeded_runs(experiment, seeds):
-                if verbose:
-                    print(f"\n== {folder}: {experiment.title}")
-                train(config, out / folder, overwrite=True, verbose=verbose, arrays=data)
-                folders[experiment.name].append(folder)
+        folders = {e.name: [folder for folder, _ in seeded_runs(e, seeds)] for e in plan}
+        train_many([Run(config, out / folder, experiment.title) for experiment in plan
+                    for folder, config in seeded_runs(experiment, seeds)],
+                   overwrite=True, verbose=verbose, arrays=data, together=together)
         runs.write_json(out / "lab.json", {
             "quick": quick, "seeds": seeds,
             "total_seconds": round(time.perf_counter() - started, 1),

@@ -52,18 +52,7 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
         NonFiniteLoss: the loss became NaN/inf; the last good checkpoint is kept.
     """
     run_dir = Path(run_dir)
-    runs.check_run_dir(run_dir, overwrite)
-    dataset = run_dataset(config, as_dataset(arrays))
-    if config.data_dir is not None:  # recorded as an absolute path
-        config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).absolute()))
-    config = config.for_data(dataset.input_dim)
-    if config.conditional:
-        config = dataclasses.replace(config, classes=dataset.classes)
-    preflight.check_memory(config, dataset.input_dim)
-    distribution_scope(config)  # refuse --distribute where it cannot work, before writing
-    if config.distribute:
-        check_divisible(config, len(dataset.x_train), len(dataset.x_test),
-                        validation_batch_size(config))
+    config, dataset = prepare(config, run_dir, overwrite, arrays)
     cluster.barrier("vaelab: settings, data and run folder checked")  # then process 0 writes
     if not cluster.is_writer():  # process 0 of a job writes the run folder; this one trains
         with distribution_scope(config):
@@ -79,6 +68,25 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
                           fit_settings(config, len(dataset.x_train)))
         return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {},
                                0, verbose)
+
+
+def prepare(config: TrainConfig, run_dir: Path, overwrite: bool, arrays=None
+            ) -> tuple[TrainConfig, Dataset]:
+    """Check the folder, the settings and the data before anything is written: the
+    config as the run records it (KL scale, classes and data folder filled in) and its data."""
+    runs.check_run_dir(run_dir, overwrite)
+    dataset = run_dataset(config, as_dataset(arrays))
+    if config.data_dir is not None:  # recorded as an absolute path
+        config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).absolute()))
+    config = config.for_data(dataset.input_dim)
+    if config.conditional:
+        config = dataclasses.replace(config, classes=dataset.classes)
+    preflight.check_memory(config, dataset.input_dim)
+    distribution_scope(config)  # refuse --distribute where it cannot work, before writing
+    if config.distribute:
+        check_divisible(config, len(dataset.x_train), len(dataset.x_test),
+                        validation_batch_size(config))
+    return config, dataset
 
 
 def new_vae(config: TrainConfig, input_dim: int) -> VAE:
@@ -192,14 +200,7 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Datas
                         ) from None
     seconds = time.perf_counter() - started
     if guard.where is not None:
-        epoch, batch = guard.where
-        kept = len(saver.history.get("loss", [])) if saver is not None else 0
-        where = (f"the last good checkpoint (epoch {kept}) is kept in {run_dir / checkpoint.FOLDER}"
-                 if kept else "no epoch had completed, so there is no checkpoint")
-        if saver is None:
-            where = "process 0 keeps the last good checkpoint"
-        raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, batch {batch}: training stopped; "
-                            f"{where}")
+        raise NonFiniteLoss(non_finite_message(guard, saver, run_dir))
     if cluster.process_count() > 1:
         line = (f"process {cluster.process_index()} of {cluster.process_count()}: "
                 f"{config.epochs} epoch(s) trained; weights SHA-256 "
@@ -211,19 +212,36 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Datas
             print(line, flush=True)
         with cluster.without_distribution():  # the results from process 0's own copy
             host = VAE.from_model(cluster.host_copy(vae.model))
-            return _finish(config, run_dir, host, dataset, saver.history, seconds,
+            return finish(config, run_dir, host, dataset, saver.history, seconds,
                            initial_epoch, verbose)
-    return _finish(config, run_dir, vae, dataset, saver.history, seconds, initial_epoch, verbose)
+    return finish(config, run_dir, vae, dataset, saver.history, seconds, initial_epoch, verbose)
 
 
-def _finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, history: dict,
-            seconds: float, initial_epoch: int, verbose: bool) -> dict:
-    """Evaluate the trained model and write the run's results, ``metrics.json`` last."""
+def non_finite_message(guard: StopOnNonFinite, saver, run_dir: Path) -> str:
+    """One line: where the loss stopped being finite, and which checkpoint is kept."""
+    epoch, batch = guard.where
+    kept = len(saver.history.get("loss", [])) if saver is not None else 0
+    where = (f"the last good checkpoint (epoch {kept}) is kept in {run_dir / checkpoint.FOLDER}"
+             if kept else "no epoch had completed, so there is no checkpoint")
+    if saver is None:
+        where = "process 0 keeps the last good checkpoint"
+    return f"non-finite loss at epoch {epoch}, batch {batch}: training stopped; {where}"
+
+
+def finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, history: dict,
+           seconds: float, initial_epoch: int, verbose: bool, together: int = 1) -> dict:
+    """Evaluate the trained model and write the run's results, ``metrics.json`` last.
+
+    ``together``: the runs of the population it trained in (``seconds`` is that fit's
+    wall time, shared by them); recorded as ``trained_together`` when above 1.
+    """
     if "kl_weight" not in history:
         history["kl_weight"] = [1.0] * len(history["loss"])
 
     values, arrays = evaluation.test_metrics(vae, dataset, config.lab_image)
     values.update(epochs=config.epochs, train_seconds=round(seconds, 3))
+    if together > 1:
+        values["trained_together"] = together
     if initial_epoch:
         values["resumed_at_epoch"] = initial_epoch + 1
     runs.save_model(run_dir, vae.model)

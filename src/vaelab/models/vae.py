@@ -21,8 +21,37 @@ from vaelab.devices import predict
 from vaelab.layers import Sampling
 
 
+class ScannedSteps:
+    """Keras' train function, except under JAX with ``steps_per_execution > 1``.
+
+    Mixed into a ``keras.Model`` (before it): :class:`VAEModel` and the population
+    (:mod:`vaelab.population`) train their steps this way.
+    """
+
+    def make_train_function(self, force=False):
+        """There Keras would still dispatch one compiled step per batch from Python;
+        here each run of equal-shaped batches in a group of ``steps_per_execution``
+        is stacked and trained by one compiled ``jax.lax.scan`` over Keras' own
+        ``train_step``. The steps, their order and their noise are the same; only
+        the Python work between them is gone. Callbacks see the group's end, as
+        Keras documents for ``steps_per_execution``; ``train_function.step_losses``
+        then holds the running mean loss after each step of the group, and
+        ``train_function.step_logs`` every log after each step (a dict of arrays).
+        """
+        steps = self.steps_per_execution
+        scanned = (steps > 1 and keras.backend.backend() == "jax" and not self.run_eagerly
+                   and self.jit_compile and keras.distribution.distribution() is None)
+        current = getattr(self.train_function, "steps", 1)
+        if self.train_function is not None and not force and current == (steps if scanned else 1):
+            return
+        if not scanned:
+            super().make_train_function(force=True)
+            return
+        self.train_function = _scanned_train_function(self, steps)
+
+
 @keras.saving.register_keras_serializable(package="vaelab")
-class VAEModel(keras.Model):
+class VAEModel(ScannedSteps, keras.Model):
     """A functional model whose loss is reported term by term.
 
     ``loss = reconstruction_loss + kl_loss``. ``reconstruction_loss`` is the batch mean
@@ -88,27 +117,48 @@ class VAEModel(keras.Model):
         return value if len(ops.shape(value)) == 0 else ops.mean(value)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms = self.loss_terms(x, y, y_pred, sample_weight, self.losses)
+        batch = ops.shape(y_pred)[0]  # Keras weights its loss tracker by the batch size
+        for name, tracker in self.term_trackers():
+            tracker.update_state(terms[name], sample_weight=batch)
+        return terms["loss"]
+
+    def term_names(self) -> tuple[str, ...]:
+        """The loss terms :meth:`loss_terms` reports besides ``loss``."""
+        if isinstance(self.objective, objectives.IWAE):
+            return ("reconstruction_loss", "kl_loss", "importance_gain", "iwae_bound")
+        return ("reconstruction_loss", "kl_loss")
+
+    def term_trackers(self) -> list[tuple[str, keras.metrics.Mean]]:
+        trackers = [self.reconstruction_tracker, self.kl_tracker]
+        if isinstance(self.objective, objectives.IWAE):
+            trackers += [self.gain_tracker, self.bound_tracker]
+        return list(zip(self.term_names(), trackers))
+
+    def loss_terms(self, x, y, y_pred, sample_weight, losses) -> dict:
+        """``{"loss": …, "reconstruction_loss": …, "kl_loss": …}`` (and the IWAE terms),
+        each a scalar, for one batch; ``losses`` are the layer losses of the forward pass
+        that gave ``y_pred`` (the sampling layer's weighted KL). Updates no tracker: a
+        population (:mod:`vaelab.population`) tracks each member's terms itself."""
         if y is None:  # fit(x) without targets: reconstruct the inputs (the images, not labels)
             y = x[0] if isinstance(x, (list, tuple)) else x
         if tuple(y.shape) != tuple(y_pred.shape):
             raise ValueError(
                 f"targets and reconstructions must have the same shape, received "
                 f"y={tuple(y.shape)} and y_pred={tuple(y_pred.shape)}")
-        batch = ops.shape(y_pred)[0]  # Keras weights its loss tracker by the batch size
         if isinstance(self.objective, objectives.IWAE):
             if sample_weight is not None:
                 raise ValueError(f"the {self.objective.name} objective takes no sample weights")
-            return self._iwae_loss(x, y, batch)
+            return self._iwae_loss(x, y)
         reconstruction = self.reconstruction_loss(y, y_pred)
-        if self.losses:
-            kl = ops.sum(ops.stack([ops.cast(l, "float32") for l in self.losses]))
+        if losses:
+            kl = ops.sum(ops.stack([ops.cast(l, "float32") for l in losses]))
         else:
             kl = ops.zeros((), dtype="float32")
-        self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch)
-        self.kl_tracker.update_state(kl, sample_weight=batch)
-        return reconstruction + kl
+        return {"loss": reconstruction + kl, "reconstruction_loss": reconstruction,
+                "kl_loss": kl}
 
-    def _iwae_loss(self, x, y, batch):
+    def _iwae_loss(self, x, y) -> dict:
         """The importance-weighted loss of ``objective.samples`` draws per image.
 
         The bound has no separate KL term: the sampling layer's ``kl_weight`` does not
@@ -129,33 +179,7 @@ class VAEModel(keras.Model):
             decoder, self.likelihood, variance, y, mean, log_var, eps, label)
         terms = objectives.iwae_terms(log_w, log_px, log_ratio, sampling.kl_scale,
                                       self.likelihood.log_normalizer(pixels, variance))
-        for tracker, name in ((self.reconstruction_tracker, "reconstruction_loss"),
-                              (self.kl_tracker, "kl_loss"), (self.gain_tracker, "importance_gain"),
-                              (self.bound_tracker, "iwae_bound")):
-            tracker.update_state(terms[name], sample_weight=batch)
-        return terms["loss"]
-
-    def make_train_function(self, force=False):
-        """Keras' train function, except under JAX with ``steps_per_execution > 1``.
-
-        There Keras would still dispatch one compiled step per batch from Python;
-        here each run of equal-shaped batches in a group of ``steps_per_execution``
-        is stacked and trained by one compiled ``jax.lax.scan`` over Keras' own
-        ``train_step``. The steps, their order and their noise are the same; only
-        the Python work between them is gone. Callbacks see the group's end, as
-        Keras documents for ``steps_per_execution``; ``train_function.step_losses``
-        then holds the running mean loss after each step of the group.
-        """
-        steps = self.steps_per_execution
-        scanned = (steps > 1 and keras.backend.backend() == "jax" and not self.run_eagerly
-                   and self.jit_compile and keras.distribution.distribution() is None)
-        current = getattr(self.train_function, "steps", 1)
-        if self.train_function is not None and not force and current == (steps if scanned else 1):
-            return
-        if not scanned:
-            super().make_train_function(force=True)
-            return
-        self.train_function = _scanned_train_function(self, steps)
+        return terms
 
 
 def _has_convolutions(model: keras.Model) -> bool:
@@ -178,7 +202,7 @@ def _scanned_train_function(model: keras.Model, steps: int):
             return state, logs
 
         state, logs = jax.lax.scan(body, state, batches, unroll=unroll)  # logs: each (n,)
-        return {name: value[-1] for name, value in logs.items()}, state, logs["loss"]
+        return {name: value[-1] for name, value in logs.items()}, state, logs
 
     scanned = jax.jit(scan, donate_argnums=0)
 
@@ -190,20 +214,22 @@ def _scanned_train_function(model: keras.Model, steps: int):
 
     def function(state, iterator):
         batches = [next(iterator), *itertools.islice(iterator, steps - 1)]
-        losses = []
+        step_logs = []
         for _, group in itertools.groupby(batches, key=shapes):  # the last batch may be short
             group = list(group)
             if len(group) == 1:
                 logs, state = single(state, group[0])
-                losses.append(ops.reshape(logs["loss"], (1,)))
+                step_logs.append({name: ops.reshape(value, (1,)) for name, value in logs.items()})
             else:
-                logs, state, group_losses = scanned(state, keras.tree.map_structure(stack, *group))
-                losses.append(group_losses)
-        function.step_losses = losses
+                logs, state, group_logs = scanned(state, keras.tree.map_structure(stack, *group))
+                step_logs.append(group_logs)
+        function.step_logs = step_logs
+        function.step_losses = [group["loss"] for group in step_logs]
         return logs, state
 
     function.steps = steps
     function.step_losses = []
+    function.step_logs = []
     return function
 
 
