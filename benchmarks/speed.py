@@ -22,7 +22,19 @@ Each part runs in its own subprocess so its peak resident memory can be reported
 - ``inference``: encoder + decoder throughput on the 10 000 test images.
 - ``iwae``: ``bounds.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
   (linear in the number of images: the 10 000-image time is extrapolated and marked so).
-- ``lab`` (with ``--lab``): the wall time of ``vaelab lab`` as a subprocess.
+- ``population``: N = 1, 2, 4, 8 runs (seeds 0 … N − 1) trained together as one population
+  against one run alone, at batch 32 and 256 on ``--population-images`` training images
+  (10 000 by default), interleaved epoch by epoch (alone, then together), each N in its own
+  process for its peak memory. Both through their real paths (validation, the collapse
+  monitor, the KL schedule, the population's feed); ``one_by_one_s`` is N times the alone
+  epoch, ``speedup`` its ratio to the population's epoch.
+- ``population_floor``: where a population's time goes, without vaelab: the plain-JAX floor
+  (``floor.py``) for P = 1, 2, 3, 4, 8 lab models in one compiled epoch, as P separate
+  models in one program and as one ``jax.vmap``-ed model, at batch 32 and 256, with the
+  matrix-product rate reached (multiply-adds of the six products, forward and backward).
+- ``lab`` (with ``--lab``): the wall time of ``vaelab lab`` as a subprocess; with
+  ``--lab-seeds 1 3`` once per number of seeds, with ``--lab-together N`` passed on as
+  ``--together N`` (1: one by one).
 
 Prints a table; ``--json`` also writes every number.
 """
@@ -30,6 +42,7 @@ Prints a table; ``--json`` also writes every number.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -241,20 +254,149 @@ def part_iwae(args) -> dict:
     return results
 
 
+def part_population_members(args) -> dict:
+    """One N: steady epoch seconds of N members together and of one run alone, interleaved."""
+    TrainConfig, load_dataset = load()
+    import keras
+    import numpy as np
+
+    from vaelab import population
+    from vaelab.callbacks import CollapseMonitor, KLSchedule, StopOnNonFinite
+    from vaelab.fit import steps_per_execution, validation_batch_size
+    from vaelab.models.population import Population, member_key
+    from vaelab.training import new_vae
+
+    n = args.members
+    results = {}
+    for batch in (32, 256):
+        config = TrainConfig(batch_size=batch, anneal="4:8", train_size=args.population_images)
+        dataset = load_dataset(config)
+        configs = [dataclasses.replace(config, seed=s).for_data(dataset.input_dim)
+                   for s in range(n)]
+        members = [new_vae(c, dataset.input_dim) for c in configs]
+        together = Population([vae.model for vae in members])
+        together.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        together.steps_per_execution = steps_per_execution(len(dataset.x_train), config)
+        x_fit, feed = population._feed(configs, members[0], dataset)
+        x_test = [dataset.x_test] * n
+        guards = [StopOnNonFinite(member_key("loss", i), stop=False) for i in range(n)]
+        callbacks = [feed, *guards]
+        for i, (member_config, vae) in enumerate(zip(configs, members)):
+            own = [KLSchedule(member_config.kl_schedule(), verbose=False),
+                   CollapseMonitor(dataset.x_test[:member_config.heldout_size], verbose=False)]
+            callbacks.append(population.MemberCallbacks(i, vae.model, own, guards[i]))
+        seconds = []
+
+        def together_epoch(epoch):
+            started = time.perf_counter()
+            together.fit(x_fit, initial_epoch=epoch, epochs=epoch + 1, batch_size=batch,
+                         shuffle=False, validation_data=(x_test,),
+                         validation_batch_size=validation_batch_size(config),
+                         callbacks=callbacks, verbose=0)
+            seconds.append(time.perf_counter() - started)
+
+        alone, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=together_epoch)
+        alone_s, together_s = statistics.median(alone[1:]), statistics.median(seconds[1:])
+        results[f"batch_{batch}"] = {
+            "alone_epoch_s": round(alone_s, 3), "together_epoch_s": round(together_s, 3),
+            "one_by_one_s": round(n * alone_s, 3), "speedup": round(n * alone_s / together_s, 2),
+            "together_compile_s": round(seconds[0] - together_s, 2)}
+    return results
+
+
+def part_population(args) -> dict:
+    """``population_members`` for N = 1, 2, 4, 8, each in its own process (peak memory)."""
+    results = {}
+    for n in (1, 2, 4, 8):
+        done = subprocess.run([sys.executable, __file__, "--part", "population_members",
+                               "--members", str(n), "--epochs", str(args.epochs),
+                               "--population-images", str(args.population_images)],
+                              capture_output=True, text=True, timeout=PART_TIMEOUT)
+        if done.returncode != 0:
+            raise RuntimeError(f"N = {n} failed:\n{done.stderr[-2000:]}")
+        child = json.loads(done.stdout.strip().splitlines()[-1])
+        results[f"members_{n}"] = {**child["values"], "peak_mb": child["peak_mb"]}
+    return results
+
+
+def part_population_floor(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from floor import _adam_scan, adam_init, init, loss_fn
+
+    def epoch(params, opt, batches, key):
+        return _adam_scan(loss_fn, params, opt, batches, key, 1e-3, 0.9, 0.999, 1e-7,
+                          kl_scale=1 / 784)
+
+    def separate(params, opts, batches, keys):
+        out = [epoch(*a) for a in zip(params, opts, batches, keys)]
+        return [o[0] for o in out], [o[1] for o in out], jnp.stack([o[2] for o in out])
+
+    runs = {"separate": jax.jit(separate, donate_argnums=(0, 1)),
+            "vmap": jax.jit(jax.vmap(epoch), donate_argnums=(0, 1))}
+    n = args.population_images
+    x = np.random.default_rng(0).random((n, 784), dtype=np.float32)
+    macs = 784 * 512 + 512 * 32 * 2 + 32 * 512 + 512 * 784  # per image, forward
+    results = {}
+    for batch in (32, 256):
+        steps = n // batch
+        for p in (1, 2, 3, 4, 8):
+            batches = np.stack([x[np.random.default_rng(i).permutation(n)[:steps * batch]]
+                                .reshape(steps, batch, 784) for i in range(p)])
+            keys = jax.random.split(jax.random.PRNGKey(1), p)
+            row = {}
+            for name, fn in runs.items():
+                if name == "vmap":
+                    params = jax.vmap(init)(jax.random.split(jax.random.PRNGKey(0), p))
+                    state = (params, jax.vmap(adam_init)(params), jnp.asarray(batches), keys)
+                else:
+                    params = [init(jax.random.PRNGKey(i)) for i in range(p)]
+                    state = (params, [adam_init(q) for q in params],
+                             [jnp.asarray(b) for b in batches], list(keys))
+                seconds = []
+                for _ in range(4):
+                    started = time.perf_counter()
+                    new_params, new_opt, loss = fn(*state)
+                    jax.block_until_ready(loss)
+                    seconds.append(time.perf_counter() - started)
+                    state = (new_params, new_opt, *state[2:])
+                best = min(seconds[1:])
+                row[f"{name}_s"] = round(best, 3)
+                row[f"{name}_gflops"] = round(3 * 2 * macs * batch * steps * p / best / 1e9, 1)
+            results[f"batch_{batch}_p_{p}"] = row
+    return results
+
+
 def part_lab(args) -> dict:
-    with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vaelab.cli", "lab", "--quiet", "--overwrite",
-                        "--out", out], check=True)
-        seconds = time.perf_counter() - started
+    results = {}
+    for seeds in args.lab_seeds:
+        extra = ["--together", str(args.lab_together)] if args.lab_together else []
+        with tempfile.TemporaryDirectory() as out:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "vaelab.cli", "lab", "--quiet", "--overwrite",
+                            "--seeds", str(seeds), *extra, "--out", out], check=True)
+            seconds = time.perf_counter() - started
+        results[f"seeds_{seeds}_s"] = round(seconds, 1)
+    if len(args.lab_seeds) == 1:
+        results["seconds"] = results.pop(f"seeds_{args.lab_seeds[0]}_s")
+    else:
+        first = results[f"seeds_{args.lab_seeds[0]}_s"]
+        results["ratio_to_first"] = {f"seeds_{s}": round(results[f"seeds_{s}_s"] / first, 2)
+                                     for s in args.lab_seeds}
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": round(seconds, 1), "child_peak_mb": round(peak)}
+    results["child_peak_mb"] = round(peak)
+    return results
 
 
 PARTS = {"epochs": part_epochs, "families": part_families, "iwae_training": part_iwae_training,
          "scaling": part_scaling,
          "inference": part_inference,
-         "iwae": part_iwae, "lab": part_lab}
+         "iwae": part_iwae, "population": part_population,
+         "population_members": part_population_members,
+         "population_floor": part_population_floor, "lab": part_lab}
 
 
 PART_TIMEOUT = 3600  # seconds per part: the longest (the lab) takes about 4 minutes
@@ -270,7 +412,14 @@ def main() -> None:
                         help="training images per epoch in the families part")
     parser.add_argument("--iwae-train-images", type=int, default=6000,
                         help="training images per epoch in the iwae_training part")
+    parser.add_argument("--population-images", type=int, default=10000,
+                        help="training images per epoch in the population part")
     parser.add_argument("--lab", action="store_true", help="also time the whole vaelab lab")
+    parser.add_argument("--lab-seeds", type=int, nargs="+", default=[1],
+                        help="time the lab once per number of seeds (e.g. 1 3)")
+    parser.add_argument("--lab-together", type=int,
+                        help="time the lab with --together N (default: vaelab's)")
+    parser.add_argument("--members", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
                         help=f"run only these parts ({', '.join(PARTS)})")
@@ -288,14 +437,19 @@ def main() -> None:
     if args.quick:
         args.train_size, args.epochs, args.iwae_images = 4096, 2, 50
         args.family_images, args.iwae_train_images = 1024, 1000
+        args.population_images = 2048
     forwarded = ["--epochs", str(args.epochs), "--iwae-images", str(args.iwae_images),
                  "--family-images", str(args.family_images),
-                 "--iwae-train-images", str(args.iwae_train_images)]
+                 "--iwae-train-images", str(args.iwae_train_images),
+                 "--population-images", str(args.population_images),
+                 "--lab-seeds", *map(str, args.lab_seeds)]
+    forwarded += ["--lab-together", str(args.lab_together)] if args.lab_together else []
     if args.train_size:
         forwarded += ["--train-size", str(args.train_size)]
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "date": time.strftime("%Y-%m-%d")}
-    chosen = args.only or [p for p in PARTS if p != "lab" or args.lab]
+    chosen = args.only or [p for p in PARTS if (p != "lab" or args.lab)
+                           and p != "population_members"]
     for name in chosen:
         try:
             done = subprocess.run([sys.executable, __file__, "--part", name, *forwarded],

@@ -81,6 +81,12 @@ def jacobians(fn, *args):
     return [np.asarray(ops.convert_to_numpy(j), dtype=np.float64) for j in jac]
 
 
+def saved_weights(run_dir):
+    """The weights of ``run_dir``'s ``model.keras`` as NumPy arrays."""
+    model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    return [np.asarray(w) for w in model.get_weights()]
+
+
 def start_vaelab(args):
     """``python -m vaelab ARGS`` as a child process (pair it with :func:`finish`)."""
     import subprocess

@@ -67,14 +67,15 @@ def test_lab_refuses_non_empty_out(tmp_path, capsys):
 
 
 def test_lab_with_seeds_trains_each_seed_and_reports_their_spread(tmp_path):
-    """``--seeds 2`` on a synthetic 1 024/512-image folder: a run folder per experiment and
-    seed (seed recorded), and a report with mean ± std and each seed's row."""
+    """``--seeds 2 --together 4`` on a synthetic 1 024/512-image folder: a run folder per
+    experiment and seed (seed recorded), trained as two populations of four (02 and 03 for 2
+    epochs, 04 and 05 for 5), and a report with mean ± std and each seed's row."""
     from conftest import make_idx_dir
 
     make_idx_dir(tmp_path / "data", n_train=1024, n_test=512)
     out = tmp_path / "lab"
-    assert cli.main(["lab", "--quick", "--quiet", "--seeds", "2", "--data-dir",
-                     str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert cli.main(["lab", "--quick", "--quiet", "--seeds", "2", "--together", "4",
+                     "--data-dir", str(tmp_path / "data"), "--out", str(out)]) == 0
     summary = runs.read_json(out / "lab.json")
     assert summary["seeds"] == 2
     for name in RUNS:
@@ -82,6 +83,8 @@ def test_lab_with_seeds_trains_each_seed_and_reports_their_spread(tmp_path):
         for seed in (0, 1):
             assert runs.is_complete(out / name / f"seed-{seed}")
             assert runs.read_json(out / name / f"seed-{seed}" / "config.json")["seed"] == seed
+            assert runs.read_json(out / name / f"seed-{seed}" / "metrics.json")[
+                "trained_together"] == 4
     first = runs.read_json(out / "02-vae" / "seed-0" / "metrics.json")["test_mse"]
     second = runs.read_json(out / "02-vae" / "seed-1" / "metrics.json")["test_mse"]
     assert first != second
@@ -90,13 +93,14 @@ def test_lab_with_seeds_trains_each_seed_and_reports_their_spread(tmp_path):
     assert f"{(first + second) / 2:.4f} ± " in markdown
     for name in RUNS:
         assert f"`{name}/seed-1`" in markdown
-    assert "over 2 seeds (0 … 1)" in markdown
+    assert "over 2 seeds (0 … 1)" in markdown and "(4 runs together) |" in markdown
 
 
+@pytest.mark.parametrize("option", ["--seeds", "--together"])
 @pytest.mark.parametrize("value", ["0", "-1"])
-def test_lab_refuses_seeds_below_one(tmp_path, capsys, value):
+def test_lab_refuses_seeds_below_one(tmp_path, capsys, option, value):
     out = tmp_path / "lab"
-    assert cli.main(["lab", "--quick", "--seeds", value, "--out", str(out)]) == 2
+    assert cli.main(["lab", "--quick", option, value, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"--seeds must be a positive integer, received {value}" in err
+    assert err.count("\n") == 1 and f"{option} must be a positive integer, received {value}" in err
     assert not out.exists()

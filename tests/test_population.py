@@ -8,10 +8,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import make_idx_dir
+from conftest import make_idx_dir, saved_weights
 
 from vaelab import checkpoint, population, runs, training
-from vaelab.config import NonFiniteLoss, TrainConfig
+from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 from vaelab.models.population import member_logs
 
 # 650 images at batch 16: 40 full batches in scanned groups of 4, then a short one of 10.
@@ -30,17 +30,12 @@ def history(run_dir):
     return runs.read_history_csv(run_dir / "history.csv")
 
 
-def weights(run_dir):
-    model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
-    return [np.asarray(w) for w in model.get_weights()]
-
-
 def assert_same_run(alone, together, members):
     a, b = history(alone), history(together)
     assert list(a) == list(b)
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=1e-7, err_msg=key)
-    for w_a, w_b in zip(weights(alone), weights(together), strict=True):
+    for w_a, w_b in zip(saved_weights(alone), saved_weights(together), strict=True):
         np.testing.assert_allclose(w_b, w_a, rtol=1e-3, atol=1e-5)
     ma, mb = runs.read_json(alone / "metrics.json"), runs.read_json(together / "metrics.json")
     assert mb.pop("trained_together") == members and "trained_together" not in ma
@@ -53,7 +48,8 @@ def train_alone_and_together(tmp_path, configs):
     for i, config in enumerate(configs):
         training.train(config, tmp_path / f"alone-{i}", verbose=False)
     population.train_many([population.Run(c, tmp_path / f"together-{i}")
-                           for i, c in enumerate(configs)], verbose=False)
+                           for i, c in enumerate(configs)], verbose=False,
+                          max_members=len(configs))
 
 
 def test_members_differing_in_seed_scale_schedule_beta_free_bits_train_as_alone(tmp_path,
@@ -69,10 +65,10 @@ def test_members_differing_in_seed_scale_schedule_beta_free_bits_train_as_alone(
     assert saved["fit"]["population"] == {
         "members": 3, "index": 1, "runs": [str(tmp_path / f"together-{i}") for i in range(3)]}
     assert saved["schedule"] == "cyclical:2:0.5" and saved["seed"] == 4
-    weights_by_member = [list(history(tmp_path / f"together-{i}")["kl_weight"]) for i in range(3)]
-    assert weights_by_member[0] == [0.0, 0.0, 0.5, 1.0]  # each its own schedule
-    assert weights_by_member[1] == TrainConfig(**{**SMALL, "schedule": "cyclical:2:0.5"}).kl_weights()
-    assert weights_by_member[2] == [1.0] * 4
+    kl_weights = [list(history(tmp_path / f"together-{i}")["kl_weight"]) for i in range(3)]
+    assert kl_weights[0] == [0.0, 0.0, 0.5, 1.0]  # each its own schedule
+    assert kl_weights[1] == TrainConfig(**SMALL, schedule="cyclical:2:0.5").kl_weights()
+    assert kl_weights[2] == [1.0] * 4
 
 
 def test_binarized_conditional_iwae_members_train_as_alone(tmp_path, data_dir):
@@ -92,7 +88,8 @@ def test_a_member_whose_loss_is_not_finite_stops_alone(tmp_path, data_dir):
     training.train(good, tmp_path / "alone", verbose=False)
     with pytest.raises(NonFiniteLoss) as caught:
         population.train_many([population.Run(good, tmp_path / "good"),
-                                population.Run(bad, tmp_path / "bad")], verbose=False)
+                                population.Run(bad, tmp_path / "bad")], verbose=False,
+                               max_members=2)
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'bad'}: non-finite loss at epoch 1, batch 1: ")
     assert "\n" not in message and "no epoch had completed" in message
@@ -104,21 +101,28 @@ def test_a_member_whose_loss_is_not_finite_stops_alone(tmp_path, data_dir):
         np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=1e-7, err_msg=key)
 
 
-KILL_IN_EPOCH_3 = """
-import os, signal, sys
-import vaelab
-from vaelab import callbacks, population
+def signal_in_epoch_3(name: str, then: str) -> str:
+    """A ``python -c`` script: vaelab with ``name`` sent to itself once epoch 3 is past its
+    4th batch (at a step-group end), running ``then``."""
+    return (
+        "import os, signal, sys\n"
+        "import vaelab\n"
+        "from vaelab import callbacks\n"
+        "original = callbacks.StopOnNonFinite.on_train_batch_end\n"
+        "def on_train_batch_end(self, batch, logs=None):\n"
+        "    original(self, batch, logs)\n"
+        "    if self._epoch == 3 and batch >= 4:\n"
+        f"        os.kill(os.getpid(), signal.{name})\n"
+        "callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end\n" + then)
+
+
+KILL_IN_EPOCH_3 = signal_in_epoch_3("SIGKILL", """
+from vaelab import population
 from vaelab.config import TrainConfig
-original = callbacks.StopOnNonFinite.on_train_batch_end
-def on_train_batch_end(self, batch, logs=None):
-    original(self, batch, logs)
-    if self._epoch == 3 and batch >= 8:
-        os.kill(os.getpid(), signal.SIGKILL)
-callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end
 configs = [TrainConfig(**eval(sys.argv[1]), seed=s) for s in (7, 8)]
 population.train_many([population.Run(c, f"{sys.argv[2]}/together-{i}")
-                       for i, c in enumerate(configs)], verbose=False)
-"""
+                       for i, c in enumerate(configs)], verbose=False, max_members=2)
+""")
 
 
 def test_members_killed_mid_epoch_resume_alone_exactly(tmp_path, data_dir):
@@ -143,7 +147,8 @@ def test_members_killed_mid_epoch_resume_alone_exactly(tmp_path, data_dir):
         a, b = history(tmp_path / f"alone-{i}"), history(stopped)
         for key in a:
             np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=1e-7, err_msg=key)
-        for w_a, w_b in zip(weights(tmp_path / f"alone-{i}"), weights(stopped), strict=True):
+        alone = saved_weights(tmp_path / f"alone-{i}")
+        for w_a, w_b in zip(alone, saved_weights(stopped), strict=True):
             np.testing.assert_allclose(w_b, w_a, rtol=1e-3, atol=1e-5)
 
 
@@ -166,7 +171,7 @@ def test_one_line_names_the_runs_that_train_alone(tmp_path, data_dir, capsys):
     base = TrainConfig(data_dir=str(data_dir), **{**SMALL, "epochs": 1})
     plan = [population.Run(dataclasses.replace(base, seed=s), tmp_path / f"s{s}") for s in (0, 1)]
     plan.append(population.Run(dataclasses.replace(base, batch_size=32), tmp_path / "b32"))
-    values = population.train_many(plan, verbose=True)
+    values = population.train_many(plan, verbose=True, max_members=2)
     out = capsys.readouterr().out
     assert ("vaelab: 1 of 3 runs train alone (they differ from the others in batch_size); "
             "1 population(s) for the rest") in out
@@ -174,8 +179,62 @@ def test_one_line_names_the_runs_that_train_alone(tmp_path, data_dir, capsys):
     assert [v.get("trained_together") for v in values] == [2, 2, None]
 
 
+def test_on_a_cpu_runs_train_one_by_one_unless_asked(monkeypatch, capsys, tmp_path):
+    """The default follows the device: one by one on a CPU (one line says so), up to 8
+    together on an accelerator."""
+    trained = []
+    monkeypatch.setattr(population.training, "train",
+                        lambda config, run_dir, **_: trained.append(run_dir) or {})
+    plan = [population.Run(TrainConfig(seed=s), tmp_path / f"s{s}") for s in (0, 1)]
+    assert population.default_max_members() == population.MAX_MEMBERS_CPU == 1  # CI: a CPU
+    assert population.train_many(plan) == [{}, {}] and trained == [r.run_dir for r in plan]
+    assert ("vaelab: on a CPU the runs train one by one (together they are no faster there); "
+            "--together N trains up to N compatible runs as one population") \
+        in capsys.readouterr().out
+    population.train_many(plan, max_members=1)
+    assert "on a CPU" not in capsys.readouterr().out  # asked for: nothing to explain
+    with pytest.raises(UsageError, match="--together must be a positive integer, received 0"):
+        population.train_many(plan, max_members=0)
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda: ["gpu:0"])
+    assert population.default_max_members() == population.MAX_MEMBERS == 8
+
+
 def test_member_logs_take_their_own_names_and_the_shared_ones():
     logs = {"loss": 3.0, "loss[0]": 1.0, "loss[1]": 2.0, "val_loss": 5.0, "val_kl_loss[1]": 0.5,
             "learning_rate": 0.1, "kl_weight[10]": 1.0}
     assert member_logs(logs, 1) == {"loss": 2.0, "val_kl_loss": 0.5, "learning_rate": 0.1}
     assert member_logs(logs, 10) == {"kl_weight": 1.0, "learning_rate": 0.1}
+
+
+CTRL_C_IN_EPOCH_3 = signal_in_epoch_3("SIGINT", """
+from vaelab import cli
+sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def test_ctrl_c_stops_the_population_and_every_member_resumes(tmp_path):
+    """``vaelab lab --quick --together 2``: 02 and 03 train together, then 04 and 05. Ctrl-C in epoch 3
+    of the second population keeps each member's epoch-2 checkpoint; each resumes alone."""
+    from conftest import finish
+
+    from vaelab import cli
+
+    make_idx_dir(tmp_path / "data", n_train=1024, n_test=512)
+    out = tmp_path / "lab"
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_IN_EPOCH_3, "lab", "--quick",
+                              "--quiet", "--together", "2", "--data-dir", str(tmp_path / "data"),
+                              "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code, _, err = finish(child, timeout=240)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == \
+        "vaelab: interrupted (last checkpoint of each run: epoch 2)"
+    for name in ("02-vae", "03-vae-unscaled"):
+        assert runs.read_json(out / name / "metrics.json")["trained_together"] == 2
+    for name in ("04-anneal", "05-anneal-unscaled"):
+        assert checkpoint.read_state(out / name)["epochs_done"] == 2
+        assert not runs.is_complete(out / name)
+        assert runs.read_json(out / name / "config.json")["fit"]["population"]["members"] == 2
+    assert cli.main(["train", "--resume", str(out / "05-anneal-unscaled"), "--quiet"]) == 0
+    resumed = history(out / "05-anneal-unscaled")
+    assert len(resumed["loss"]) == 5 and list(resumed["kl_weight"]) == [0, 0, 0.5, 1, 1]

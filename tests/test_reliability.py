@@ -4,10 +4,9 @@ import signal
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
-from conftest import make_idx_dir, self_signal_script
+from conftest import make_idx_dir, saved_weights, self_signal_script
 
 from vaelab import cli, runs
 
@@ -20,11 +19,6 @@ def data_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     make_idx_dir(folder, n_train=192, n_test=48)
     return folder
-
-
-def weights(run_dir):
-    model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
-    return [np.asarray(w) for w in model.get_weights()]
 
 
 KILLER = self_signal_script("SIGKILL")  # dies mid-epoch 3: no cleanup runs
@@ -49,7 +43,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, data_dir):
     straight = tmp_path / "straight"
     assert cli.main(cli_args(data_dir, straight)) == 0
 
-    for a, b in zip(weights(killed), weights(straight), strict=True):
+    for a, b in zip(saved_weights(killed), saved_weights(straight), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
     np.testing.assert_array_equal(resumed["epoch"], [1, 2, 3, 4])
@@ -77,7 +71,7 @@ def test_sigkill_then_resume_of_an_iwae_run_with_burdas_schedule(tmp_path, data_
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert cli.main(["train", "--resume", str(killed), "--quiet"]) == 0
     assert cli.main(args(straight)) == 0
-    for a, b in zip(weights(killed), weights(straight), strict=True):
+    for a, b in zip(saved_weights(killed), saved_weights(straight), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
     assert {"iwae_bound", "importance_gain", "learning_rate"} <= set(uninterrupted)

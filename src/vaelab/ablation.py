@@ -28,7 +28,7 @@ from vaelab import plots, report, runs
 from vaelab.config import TrainConfig
 from vaelab.data import Dataset
 from vaelab.lab import QUICK_SIZES, check_seeds
-from vaelab.population import Run, train_many
+from vaelab.population import Run, check_max_members, train_many
 
 FIGURE = "ablation.png"
 
@@ -62,14 +62,15 @@ def plan(seeds: int, quick: bool = False, data_dir: str | None = None
 
 def run_ablation(out="runs/ablate", seeds: int = 3, quick: bool = False,
                  data_dir: str | None = None, overwrite: bool = False,
-                 verbose: bool = True, together: bool = True) -> Path:
+                 verbose: bool = True, together: int | None = None) -> Path:
     """Train every method with every seed into ``out``; write ``report.md``/``.html``.
 
-    All the runs share their model and epochs, so they train together as populations of
-    up to ``vaelab.population.MAX_MEMBERS`` (``together=False``: one by one).
+    All the runs share their model and epochs, so they can train together as populations
+    of up to ``together`` (``None``: 8 on an accelerator, one by one on a CPU).
     """
     out = Path(out)
     check_seeds(seeds)
+    check_max_members(together)
     runs.check_run_dir(out, overwrite)
     data = Dataset.load(data_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ def run_ablation(out="runs/ablate", seeds: int = 3, quick: bool = False,
             folders.setdefault(method.name, []).append(folder)
         train_many([Run(config, out / folder, method.title)
                     for method, folder, config in runs_planned],
-                   overwrite=True, verbose=verbose, arrays=data, together=together)
+                   overwrite=True, verbose=verbose, arrays=data, max_members=together)
         runs.write_json(out / "ablate.json", {
             "quick": quick, "seeds": seeds,
             "total_seconds": round(time.perf_counter() - started, 1),

@@ -102,13 +102,16 @@ class CollapseMonitor(keras.callbacks.Callback):
             labels, ``[images, labels]``, for a conditional VAE).
         threshold: variance above which a dimension counts as active.
         verbose: print the warning line.
+        name: the run the warning names (a population trains several).
     """
 
-    def __init__(self, x_heldout, threshold: float = 0.01, verbose: bool = True):
+    def __init__(self, x_heldout, threshold: float = 0.01, verbose: bool = True,
+                 name: str | None = None):
         super().__init__()
         self.x_heldout = x_heldout
         self.threshold = threshold
         self.verbose = verbose
+        self.name = name
         self.warned = False
 
     def on_train_begin(self, logs=None):
@@ -124,8 +127,9 @@ class CollapseMonitor(keras.callbacks.Callback):
         if n_active == 0 and not self.warned:
             self.warned = True
             if self.verbose:
-                print(f"warning: epoch {epoch + 1}: no active latent unit on the held-out batch "
-                      f"(posterior collapse)", file=sys.stderr)
+                run = f"{self.name}: " if self.name else ""
+                print(f"warning: {run}epoch {epoch + 1}: no active latent unit on the held-out "
+                      f"batch (posterior collapse)", file=sys.stderr)
 
 
 class ShuffleSeed(keras.callbacks.Callback):

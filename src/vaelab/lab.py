@@ -29,7 +29,7 @@ from vaelab.data import Dataset
 from vaelab.models import build_classifier
 from vaelab.report import CLASSIFIER
 from vaelab.fit import progress_mode
-from vaelab.population import Run, train_many
+from vaelab.population import Run, check_max_members, train_many
 
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
@@ -105,15 +105,17 @@ def train_classifier(data: Dataset, run_dir: Path, epochs: int, seed: int = 0,
 
 def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
             overwrite: bool = False, verbose: bool = True, seeds: int = 1,
-            together: bool = True) -> Path:
+            together: int | None = None) -> Path:
     """Run the whole lab into ``out`` and write ``report.md`` and ``report.html``.
 
-    The VAE runs that share their epochs (02 and 03; 04 and 05; with every seed) train
-    together as populations (:func:`vaelab.population.train_many`), each with the
-    history it would have alone; ``together=False`` trains them one by one.
+    The VAE runs that share their epochs (02 and 03; 04 and 05; with every seed) can train
+    together as populations of up to ``together`` (:func:`vaelab.population.train_many`;
+    ``None``: 8 on an accelerator, one by one on a CPU), each with the history it would
+    have alone.
     """
     out = Path(out)
     check_seeds(seeds)
+    check_max_members(together)
     runs.check_run_dir(out, overwrite)
     plan = experiments(quick, data_dir)
     data = Dataset.load(data_dir)
@@ -127,7 +129,7 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
         folders = {e.name: [folder for folder, _ in seeded_runs(e, seeds)] for e in plan}
         train_many([Run(config, out / folder, experiment.title) for experiment in plan
                     for folder, config in seeded_runs(experiment, seeds)],
-                   overwrite=True, verbose=verbose, arrays=data, together=together)
+                   overwrite=True, verbose=verbose, arrays=data, max_members=together)
         runs.write_json(out / "lab.json", {
             "quick": quick, "seeds": seeds,
             "total_seconds": round(time.perf_counter() - started, 1),

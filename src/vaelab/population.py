@@ -5,9 +5,11 @@ Runs whose settings differ only in what each member owns (:data:`MEMBER_FIELDS`:
 KL scale, β, free bits, KL schedule, the held-out and lab images) are *compatible*: they
 share the model, the batches' shape, the epochs, the data and the optimizer's settings.
 Compatible runs train as one population (:class:`vaelab.models.population.Population`,
-at most ``max_members`` at a time); every member still has its own weights, Adam state,
-noise, batch order (its seed's, as alone), binarization and KL weight, so its history is
-the one it would have alone. A run with no compatible partner trains alone, and one line
+at most ``max_members`` at a time: 8 by default on an accelerator; on a CPU, where a
+step is compute-bound and a population was measured no faster, runs train one by one
+unless ``max_members`` says otherwise); every member still
+has its own weights, Adam state, noise, batch order (its seed's, as alone), binarization
+and KL weight, so its history is the one it would have alone. A run with no compatible partner trains alone, and one line
 says so.
 
 Each member keeps its own run folder, written as a run trained alone writes it (config,
@@ -42,7 +44,7 @@ import numpy as np
 
 from vaelab import checkpoint, cluster, interrupts, preflight, runs, training
 from vaelab.callbacks import CollapseMonitor, KLSchedule, StopOnNonFinite, shuffle_seed
-from vaelab.config import NonFiniteLoss, TrainConfig
+from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.fit import fit_settings, progress_mode, steps_per_execution, validation_batch_size
 from vaelab.models import VAE
@@ -52,7 +54,23 @@ from vaelab.schedules import burda_learning_rate
 # What each member of a population owns; every other setting must be the same.
 MEMBER_FIELDS = ("seed", "kl_scale", "beta", "free_bits", "anneal", "schedule", "heldout_size",
                  "lab_image")
-MAX_MEMBERS = 8  # a population's input holds one copy of the training images per member
+# The largest population by default: on an accelerator a step of 8 lab models costs far
+# less than 8 steps of one; on a CPU a step is already compute-bound, and together the
+# runs were no faster (2 members: 0.99-1.06x, 4: 0.91-0.98x, 8: 0.87-1.00x the speed of one
+# by one; the lab in pairs 164 s against 156 s, mean of three each): one by one there.
+# See docs/performance.md.
+MAX_MEMBERS = 8
+MAX_MEMBERS_CPU = 1
+
+
+def on_accelerator() -> bool:
+    """Whether Keras sees a device other than the CPU."""
+    return any(not d.lower().startswith("cpu") for d in keras.distribution.list_devices())
+
+
+def default_max_members() -> int:
+    """``MAX_MEMBERS`` where Keras sees an accelerator, ``MAX_MEMBERS_CPU`` on a CPU."""
+    return MAX_MEMBERS if on_accelerator() else MAX_MEMBERS_CPU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,36 +120,49 @@ def _differences(configs: list[TrainConfig], alone: list[int]) -> str:
     return ", ".join(sorted(names))
 
 
+def check_max_members(value) -> None:
+    """``UsageError`` unless ``value`` is ``None`` or a positive integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UsageError(f"--together must be a positive integer, received {value!r}")
+
+
 def train_many(plan: list[Run], *, overwrite: bool = False, verbose: bool = True, arrays=None,
-               together: bool = True, max_members: int = MAX_MEMBERS) -> list[dict]:
+               max_members: int | None = None) -> list[dict]:
     """Train every run of ``plan``: compatible ones as populations, the rest one by one.
 
     Args:
         plan: the runs, in order (folders must be new or empty unless ``overwrite``).
         overwrite, verbose, arrays: as :func:`vaelab.training.train`.
-        together: ``False`` trains every run alone, as ``train`` does.
-        max_members: the largest population.
+        max_members: the largest population; 1 trains every run alone, as ``train`` does;
+            ``None``: :func:`default_max_members` (8 on an accelerator, 1 on a CPU).
 
     Returns:
         Each run's ``metrics.json`` contents, in plan order.
 
     Raises:
+        UsageError: ``max_members`` is not a positive integer.
         NonFiniteLoss: a run's loss stopped being finite (the others of its population are
             complete; the runs after it in the plan are not started).
     """
+    check_max_members(max_members)
     configs = [run.config for run in plan]
-    reason = why_alone() if together and len(plan) > 1 else None
-    if not together or reason is not None or len(plan) == 1:
-        found = [[i] for i in range(len(plan))]
-        if reason is not None and verbose:
+    size = default_max_members() if max_members is None else max_members
+    partners = [g for g in groups(configs, len(plan)) if len(g) > 1]  # compatible runs
+    reason = why_alone() if size > 1 and partners else None
+    if reason is not None:
+        size = 1
+        if verbose:
             print(f"vaelab: {reason}: the {len(plan)} runs train one by one")
-    else:
-        found = groups(configs, max_members)
-        alone = [g[0] for g in found if len(g) == 1]
-        if alone and verbose:
+    elif partners and size == 1 and max_members is None and verbose:
+        print("vaelab: on a CPU the runs train one by one (together they are no faster "
+              "there); --together N trains up to N compatible runs as one population")
+    found = groups(configs, size)
+    if size > 1 and partners and verbose:
+        alone = [g[0] for g in groups(configs, len(plan)) if len(g) == 1]  # no partner at all
+        if alone:
             print(f"vaelab: {len(alone)} of {len(plan)} runs train alone (they differ from the "
                   f"others in {_differences(configs, alone)}); "
-                  f"{len(found) - len(alone)} population(s) for the rest")
+                  f"{sum(len(g) > 1 for g in found)} population(s) for the rest")
     results: list[dict | None] = [None] * len(plan)
     for group in found:
         if len(group) == 1:
@@ -226,12 +257,11 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
             announced.add(label)
         heldout = slice(0, member_config.heldout_size)
         own += [CollapseMonitor(vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout]),
-                                verbose=verbose), savers[i]]
+                                verbose=verbose, name=str(run_dirs[i])), savers[i]]
         callbacks.append(MemberCallbacks(i, vae.model, own, guards[i]))
     if verbose:
         callbacks.append(PopulationProgress(len(members), progress_mode(verbose)))
-    x_test = members[0].with_labels(dataset.x_test, dataset.y_test)
-    x_test = keras.tree.map_structure(lambda a: np.repeat(a[:, None], len(members), axis=1), x_test)
+    x_test = [members[0].with_labels(dataset.x_test, dataset.y_test)] * len(members)
     started = time.perf_counter()
     try:
         with interrupts.deferred():
@@ -248,7 +278,8 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
     results, failures = [], []
     for i, (member_config, run_dir, vae) in enumerate(zip(configs, run_dirs, members)):
         if guards[i].where is not None:
-            failures.append(f"{run_dir}: {training.non_finite_message(guards[i], savers[i], run_dir)}")
+            why = training.non_finite_message(guards[i], savers[i], run_dir)
+            failures.append(f"{run_dir}: {why}")
             continue
         population.export_optimizer_state(i)  # model.keras holds the optimizer, as alone
         results.append(training.finish(member_config, run_dir, vae, dataset, savers[i].history,
@@ -259,44 +290,48 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
 
 
 def _feed(configs: list[TrainConfig], vae: VAE, dataset: Dataset):
-    """The population's training input (one column per member) and the callback that
-    fills it before each epoch."""
+    """The population's training input (one input per member, each its own arrays) and
+    the callback that fills them before each epoch."""
     sources = vae.with_labels(dataset.x_train, dataset.y_train)
     sources = sources if isinstance(sources, list) else [sources]
-    count = len(configs)
-    targets = [np.empty((len(a), count, *a.shape[1:]), a.dtype) for a in sources]
+    targets = [[np.empty_like(a) for a in sources] for _ in configs]
     feed = PopulationFeed(sources, targets, [c.seed for c in configs],
                           binarized=configs[0].model_likelihood.binarized)
-    return (targets if len(targets) > 1 else targets[0]), feed
+    return [t if len(t) > 1 else t[0] for t in targets], feed
 
 
 class PopulationFeed(keras.callbacks.Callback):
-    """Before each epoch, member ``i``'s column of the fit arrays: the images (and labels)
-    in the order a run seeded ``seeds[i]`` shuffles them alone, freshly binarized as that
-    run would binarize them (``binarized``).
+    """Before each epoch, member ``i``'s arrays: the images (and labels) in the order a run
+    seeded ``seeds[i]`` shuffles them alone, freshly binarized as that run would binarize
+    them (``binarized``).
 
     Alone, :class:`~vaelab.callbacks.Binarize` draws from ``(seed, epoch, 1)`` and
     ``fit(shuffle=True)`` permutes with NumPy seeded ``(seed, epoch)``
     (:class:`~vaelab.callbacks.ShuffleSeed`); the population is fit with
     ``shuffle=False`` on these arrays, so member ``i`` sees the same batches.
+
+    Args:
+        sources: the full arrays (images, and one-hot labels if any).
+        targets: per member, arrays shaped as ``sources``, given to ``fit``.
+        seeds: each member's run seed.
+        binarized: draw binary images from the gray ones, as the Bernoulli likelihood does.
     """
 
-    def __init__(self, sources: list[np.ndarray], targets: list[np.ndarray], seeds: list[int],
-                 binarized: bool = False):
+    def __init__(self, sources: list[np.ndarray], targets: list[list[np.ndarray]],
+                 seeds: list[int], binarized: bool = False):
         super().__init__()
         self.sources, self.targets, self.seeds, self.binarized = sources, targets, seeds, binarized
 
     def on_epoch_begin(self, epoch, logs=None):
         n = len(self.sources[0])
-        for i, seed in enumerate(self.seeds):
+        for seed, targets in zip(self.seeds, self.targets, strict=True):
             order = np.random.RandomState(shuffle_seed(seed, epoch)).permutation(n)
             images = self.sources[0]
             if self.binarized:
                 draw = np.random.default_rng([seed, epoch, 1]).random(images.shape, np.float32)
                 images = np.less(draw, images).astype(images.dtype)
-            self.targets[0][:, i] = images[order]
-            for source, target in zip(self.sources[1:], self.targets[1:]):
-                target[:, i] = source[order]
+            for source, target in zip([images, *self.sources[1:]], targets, strict=True):
+                np.take(source, order, axis=0, out=target)
 
 
 class MemberCallbacks(keras.callbacks.Callback):

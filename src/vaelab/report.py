@@ -189,7 +189,7 @@ def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: l
                 f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} "
                 f"| {m['epochs']} | {m['test_mse']:.4f} | {m['test_kl']:.2f} "
                 f"| {m['active_units']}/{c['latent_dim']} | {m['output_std']:.3f} | {_verdict(m)} "
-                f"| {m['train_seconds']:.0f} |")
+                f"| {train_seconds(m)} |")
     lines += ["", "## 1. A classifier from the custom dense layer", "",
               f"`OurDense(32, relu) → OurDense(10, softmax)` reaches "
               f"**{classifier['test_accuracy']:.2%}** test accuracy after "
@@ -208,6 +208,13 @@ def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: l
                   "Reconstruction loss, KL weight and active units per epoch of the annealed runs.",
                   "", f"![annealing]({ANNEALING})", ""]
     return "\n".join(lines)
+
+
+def train_seconds(metrics: dict) -> str:
+    """A run's training seconds; for a run trained in a population, that fit's (shared)."""
+    together = metrics.get("trained_together")
+    seconds = f"{metrics['train_seconds']:.0f}"
+    return f"{seconds} ({together} runs together)" if together else seconds
 
 
 def _seed_tables(vae_runs: list[dict], seeds: int) -> list[str]:
@@ -232,7 +239,7 @@ def _seed_tables(vae_runs: list[dict], seeds: int) -> list[str]:
             lines.append(
                 f"| `{seed_run['path']}` | {seed_run['config']['seed']} | {m['test_mse']:.4f} "
                 f"| {m['test_kl']:.2f} | {m['active_units']}/{r['config']['latent_dim']} "
-                f"| {m['output_std']:.3f} | {_verdict(m)} | {m['train_seconds']:.0f} |")
+                f"| {m['output_std']:.3f} | {_verdict(m)} | {train_seconds(m)} |")
     return lines
 
 

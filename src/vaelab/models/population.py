@@ -1,7 +1,8 @@
 """A population: several VAEs of the same input trained by one compiled step.
 
-``Population(members)`` is a Keras model whose input holds one column per member,
-``(batch, P, ...)``; member ``i`` runs on column ``i`` and its loss is its own
+``Population(members)`` is a Keras model whose input is a list of the members' inputs,
+one per member (each ``(batch, ...)``, or ``[images, labels]`` for a conditional VAE); member
+``i`` runs on ``inputs[i]`` and its loss is its own
 (:meth:`VAEModel.loss_terms`: its likelihood, objective, KL scale, β, free bits and KL
 weight). The population's loss is the sum of the members' losses, so the gradient with
 respect to member ``i``'s weights is exactly the gradient of its own loss; one Adam over
@@ -67,7 +68,11 @@ class Population(ScannedSteps, keras.Model):
         self.built = True
 
     def _column(self, structure, index: int):
-        return keras.tree.map_structure(lambda a: a[:, index], structure)
+        """Member ``index``'s part of the population's input (a list, one entry per member)."""
+        if not isinstance(structure, (list, tuple)) or len(structure) != len(self.members):
+            raise ValueError(f"a population of {len(self.members)} takes a list of as many "
+                             f"member inputs")
+        return structure[index]
 
     def call(self, inputs, training=None):
         outputs = []
