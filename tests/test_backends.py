@@ -118,3 +118,23 @@ def test_compiled_programs_are_cached_on_disk_unless_told_otherwise(tmp_path):
     env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "mine")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.strip() == str(tmp_path / "mine")  # the user's choice is kept
+
+
+@needs_torch
+def test_populations_fall_back_to_one_by_one_under_torch(tmp_path):
+    """Under torch the runs train one by one, whatever ``--together`` says (one line)."""
+    script = ("import vaelab\n"
+              "from vaelab import population\n"
+              "from vaelab.config import TrainConfig\n"
+              "population.training.train = lambda config, run_dir, **_: print('alone', run_dir)\n"
+              f"plan = [population.Run(TrainConfig(seed=s), r'{tmp_path}/s' + str(s)) "
+              "for s in (0, 1)]\n"
+              "population.train_many(plan)\n"
+              "population.train_many(plan, max_members=2)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "torch"}, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines.count(f"alone {tmp_path}/s0") == 2 and lines.count(f"alone {tmp_path}/s1") == 2
+    assert lines.count("vaelab: population training needs the JAX backend, this is torch: the 2 "
+                       "runs train one by one") == 2 and "on a CPU" not in done.stdout

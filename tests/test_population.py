@@ -75,11 +75,14 @@ def test_binarized_conditional_iwae_members_train_as_alone(tmp_path, data_dir):
     """Each member binarizes its images with its own seed, shuffles its labels with them and
     draws K importance samples from its own noise."""
     base = TrainConfig(data_dir=str(data_dir), likelihood="bernoulli", conditional=True,
-                       objective="iwae:3", **{**SMALL, "epochs": 3})
+                       objective="iwae:3", lr_schedule="burda", adam_epsilon=1e-4,
+                       **{**SMALL, "epochs": 3})
     train_alone_and_together(tmp_path, [dataclasses.replace(base, seed=s) for s in (1, 2)])
     for i in range(2):
         assert_same_run(tmp_path / f"alone-{i}", tmp_path / f"together-{i}", 2)
     assert "iwae_bound" in history(tmp_path / "together-0")
+    assert list(history(tmp_path / "together-1")["learning_rate"]) == pytest.approx(
+        [1e-3, 1e-3 * 10 ** (-1 / 7), 1e-3 * 10 ** (-1 / 7)])  # Burda et al.: 1 pass, then 3
 
 
 def test_a_member_whose_loss_is_not_finite_stops_alone(tmp_path, data_dir):
@@ -165,6 +168,18 @@ def test_groups_join_compatible_runs_in_plan_order_up_to_the_limit():
     assert population._differences(configs, [4]) == "batch_size"
     with pytest.raises(ValueError, match="must share epochs: 2 and 20"):
         population.check_compatible(configs[:2])
+
+
+def test_folders_are_checked_before_any_run_starts(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    plan = [population.Run(TrainConfig(seed=s), tmp_path / f"s{s}") for s in (0, 1)]
+    with pytest.raises(UsageError, match="two runs would write the same folder"):
+        population.train_many([*plan, population.Run(TrainConfig(), tmp_path / "x" / ".." / "s0")])
+    with pytest.raises(UsageError, match=f"--out {busy} exists and is not empty"):
+        population.train_many([*plan, population.Run(TrainConfig(), busy)], max_members=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # nothing written
 
 
 def test_one_line_names_the_runs_that_train_alone(tmp_path, data_dir, capsys):

@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train every VAE experiment with seeds 0 … N-1; the report gives "
                           "mean ± std and verdicts only where all seeds agree (default 1)")
     lab.add_argument("--together", type=_int, metavar="N",
-                     help="train up to N compatible runs (same model and epochs) together as one "
+                     help="train up to N compatible runs (differing only in seed, KL scale, beta, "
+                          "free bits or KL schedule) together as one "
                           "population: same histories, one compiled step (default: 8 on "
                           "an accelerator, 1 = one by one on a CPU)")
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -435,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a folder of MNIST-format IDX files (default: verified MNIST)")
     ablate.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
     ablate.add_argument("--together", type=_int, metavar="N",
-                        help="train up to N compatible runs (same model and epochs) together as one "
+                        help="train up to N compatible runs (differing only in seed, KL scale, beta, "
+                          "free bits or KL schedule) together as one "
                              "population: same histories, one compiled step (default: 8 on "
                              "an accelerator, 1 = one by one on a CPU)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -9,8 +9,8 @@ at most ``max_members`` at a time: 8 by default on an accelerator; on a CPU, whe
 step is compute-bound and a population was measured no faster, runs train one by one
 unless ``max_members`` says otherwise); every member still
 has its own weights, Adam state, noise, batch order (its seed's, as alone), binarization
-and KL weight, so its history is the one it would have alone. A run with no compatible partner trains alone, and one line
-says so.
+and KL weight, so its history is the one it would have alone. Where some runs train together, one line names the settings
+that keep any run without a compatible partner alone.
 
 Each member keeps its own run folder, written as a run trained alone writes it (config,
 per-epoch checkpoints with its own optimizer state, history, model, figures, explorer,
@@ -64,7 +64,10 @@ MAX_MEMBERS_CPU = 1
 
 
 def on_accelerator() -> bool:
-    """Whether Keras sees a device other than the CPU."""
+    """Whether Keras (JAX) sees a device other than the CPU; ``False`` off JAX, where
+    populations do not run."""
+    if keras.backend.backend() != "jax":
+        return False
     return any(not d.lower().startswith("cpu") for d in keras.distribution.list_devices())
 
 
@@ -120,6 +123,17 @@ def _differences(configs: list[TrainConfig], alone: list[int]) -> str:
     return ", ".join(sorted(names))
 
 
+def check_folders(run_dirs: list[Path], overwrite: bool) -> None:
+    """Every run folder usable, and no two runs the same folder, before any run starts."""
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:
+        key = run_dir.resolve()
+        if key in seen:
+            raise UsageError(f"two runs would write the same folder: {seen[key]} and {run_dir}")
+        seen[key] = run_dir
+        runs.check_run_dir(run_dir, overwrite)
+
+
 def check_max_members(value) -> None:
     """``UsageError`` unless ``value`` is ``None`` or a positive integer."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -140,15 +154,18 @@ def train_many(plan: list[Run], *, overwrite: bool = False, verbose: bool = True
         Each run's ``metrics.json`` contents, in plan order.
 
     Raises:
-        UsageError: ``max_members`` is not a positive integer.
+        UsageError: ``max_members`` is not a positive integer, a folder is not usable or two
+            runs share one (all checked before any run starts).
         NonFiniteLoss: a run's loss stopped being finite (the others of its population are
-            complete; the runs after it in the plan are not started).
+            complete; populations and runs not yet started are not started).
     """
     check_max_members(max_members)
+    check_folders([Path(run.run_dir) for run in plan], overwrite)
     configs = [run.config for run in plan]
     size = default_max_members() if max_members is None else max_members
     partners = [g for g in groups(configs, len(plan)) if len(g) > 1]  # compatible runs
-    reason = why_alone() if size > 1 and partners else None
+    asked = max_members is None or max_members > 1
+    reason = why_alone() if asked and partners else None
     if reason is not None:
         size = 1
         if verbose:
@@ -204,23 +221,36 @@ def train_population(configs: list[TrainConfig], run_dirs: list[Path], *, overwr
     member's loss stopped being finite.
     """
     if why_alone() is not None:
-        raise ValueError(why_alone())
-    if len(set(map(str, run_dirs))) != len(run_dirs):
-        raise ValueError(f"runs trained together need a folder each, received {run_dirs}")
-    check_compatible(configs)
-    prepared = [training.prepare(c, Path(d), overwrite, arrays) for c, d in zip(configs, run_dirs)]
-    configs = [config for config, _ in prepared]
-    dataset = prepared[0][1]
-    if any(d.identity != dataset.identity for _, d in prepared[1:]):
-        raise ValueError("runs trained together must train on the same data")
+        raise UsageError(why_alone())
+    run_dirs = [Path(d) for d in run_dirs]
+    check_folders(run_dirs, overwrite)
+    try:
+        check_compatible(configs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    first = configs[0]
+    if arrays is None:  # read once, shared by every member (each cuts its own sizes)
+        arrays = Dataset.load(first.data_dir, first.dataset)
+    prepared, dataset = [], None
+    for config, run_dir in zip(configs, run_dirs):
+        config, data = training.prepare(config, run_dir, overwrite, arrays)
+        if dataset is None:
+            dataset = data
+        elif data.identity != dataset.identity:
+            raise UsageError("runs trained together must train on the same data")
+        prepared.append(config)
+    configs = prepared
+    preflight.check_memory(configs[0], dataset.input_dim, copies=len(configs),
+                           data_bytes=len(configs) * dataset.x_train.nbytes)
     if verbose:
         for config in configs:
             preflight.warn(config, dataset)
     with contextlib.ExitStack() as locks:
-        for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+        for run_dir in run_dirs:  # every folder locked and checked before any is written
             runs.make_run_dir(run_dir)
             locks.enter_context(runs.locked(run_dir))
             runs.check_run_dir(run_dir, overwrite)  # again, now that no one else can write
+        for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
             runs.clear(run_dir)
             settings = fit_settings(config, len(dataset.x_train))
             settings["population"] = {"members": len(configs), "index": i,
@@ -270,9 +300,7 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
                            validation_batch_size=validation_batch_size(config),
                            callbacks=callbacks, verbose=0)
     except interrupts.Interrupted as exc:
-        done = len(savers[0].history.get("loss", []))
-        exc.checkpoint = (f"last checkpoint of each run: epoch {done}" if done
-                          else "no checkpoint yet")
+        exc.checkpoint = _last_checkpoints(run_dirs, savers)
         raise
     seconds = time.perf_counter() - started
     results, failures = [], []
@@ -287,6 +315,15 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
     if failures:
         raise NonFiniteLoss("; ".join(failures))
     return results
+
+
+def _last_checkpoints(run_dirs: list[Path], savers: list) -> str:
+    """What each member would resume from: one epoch for all, or each run's own."""
+    done = [len(saver.history.get("loss", [])) for saver in savers]
+    if len(set(done)) == 1:
+        return f"last checkpoint of each run: epoch {done[0]}" if done[0] else "no checkpoint yet"
+    return "last checkpoints: " + ", ".join(f"{d}: epoch {n}" if n else f"{d}: none"
+                                            for d, n in zip(run_dirs, done))
 
 
 def _feed(configs: list[TrainConfig], vae: VAE, dataset: Dataset):

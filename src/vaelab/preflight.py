@@ -88,14 +88,18 @@ def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(config: TrainConfig, input_dim: int) -> None:
-    """Refuse a model whose weights, gradients and optimizer state cannot fit in memory."""
-    needed = parameters(config, input_dim) * BYTES_PER_PARAMETER
+def check_memory(config: TrainConfig, input_dim: int, copies: int = 1,
+                 data_bytes: int = 0) -> None:
+    """Refuse a model whose weights, gradients and optimizer state cannot fit in memory;
+    ``copies`` models trained together (a population) with ``data_bytes`` of their inputs."""
+    needed = parameters(config, input_dim) * BYTES_PER_PARAMETER * copies + data_bytes
     available = memory_bytes()
     if needed > MEMORY_SHARE * available:
+        what = (f"{copies} runs together (their weights, gradients, Adam's state and training "
+                f"arrays)" if copies > 1 else "weights, gradients and Adam's state")
         raise UsageError(
             f"hidden-dim {','.join(map(str, config.hidden))} and latent-dim {config.latent_dim} need about "
-            f"{needed / 2**30:.1f} GiB for weights, gradients and Adam's state; this machine "
+            f"{needed / 2**30:.1f} GiB for {what}; this machine "
             f"has {available / 2**30:.1f} GiB")
 
 
