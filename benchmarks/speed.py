@@ -264,7 +264,7 @@ def part_population_members(args) -> dict:
     from vaelab.callbacks import CollapseMonitor, KLSchedule, StopOnNonFinite
     from vaelab.fit import steps_per_execution, validation_batch_size
     from vaelab.models.population import Population, member_key
-    from vaelab.training import new_vae
+    from vaelab.training import heldout_inputs, new_vae
 
     n = args.members
     results = {}
@@ -283,7 +283,7 @@ def part_population_members(args) -> dict:
         callbacks = [feed, *guards]
         for i, (member_config, vae) in enumerate(zip(configs, members)):
             own = [KLSchedule(member_config.kl_schedule(), verbose=False),
-                   CollapseMonitor(dataset.x_test[:member_config.heldout_size], verbose=False)]
+                   CollapseMonitor(heldout_inputs(member_config, vae, dataset), verbose=False)]
             callbacks.append(population.MemberCallbacks(i, vae.model, own, guards[i]))
         seconds = []
 

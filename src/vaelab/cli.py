@@ -159,6 +159,11 @@ def _ablate(args) -> None:
                           together=args.together)
 
 
+TOGETHER_HELP = ("train up to N compatible runs (differing only in seed, KL scale, beta, free "
+                 "bits or KL schedule) together as one population: same histories, one "
+                 "compiled step (default: 8 on an accelerator, 1 = one by one on a CPU)")
+
+
 def _int(text: str) -> int:
     """An integer argument; the range is checked with the rest of the config."""
     try:
@@ -412,11 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--seeds", type=_int, default=1, metavar="N",
                      help="train every VAE experiment with seeds 0 … N-1; the report gives "
                           "mean ± std and verdicts only where all seeds agree (default 1)")
-    lab.add_argument("--together", type=_int, metavar="N",
-                     help="train up to N compatible runs (differing only in seed, KL scale, beta, "
-                          "free bits or KL schedule) together as one "
-                          "population: same histories, one compiled step (default: 8 on "
-                          "an accelerator, 1 = one by one on a CPU)")
+    lab.add_argument("--together", type=_int, metavar="N", help=TOGETHER_HELP)
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
     lab.set_defaults(func=_lab)
 
@@ -435,11 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--data-dir", type=_path,
                         help="a folder of MNIST-format IDX files (default: verified MNIST)")
     ablate.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
-    ablate.add_argument("--together", type=_int, metavar="N",
-                        help="train up to N compatible runs (differing only in seed, KL scale, beta, "
-                          "free bits or KL schedule) together as one "
-                             "population: same histories, one compiled step (default: 8 on "
-                             "an accelerator, 1 = one by one on a CPU)")
+    ablate.add_argument("--together", type=_int, metavar="N", help=TOGETHER_HELP)
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     ablate.set_defaults(func=_ablate)
     return parser

@@ -49,7 +49,6 @@ from vaelab.data import Dataset
 from vaelab.fit import fit_settings, progress_mode, steps_per_execution, validation_batch_size
 from vaelab.models import VAE
 from vaelab.models.population import Population, member_key, member_logs
-from vaelab.schedules import burda_learning_rate
 
 # What each member of a population owns; every other setting must be the same.
 MEMBER_FIELDS = ("seed", "kl_scale", "beta", "free_bits", "anneal", "schedule", "heldout_size",
@@ -163,7 +162,8 @@ def train_many(plan: list[Run], *, overwrite: bool = False, verbose: bool = True
     check_folders([Path(run.run_dir) for run in plan], overwrite)
     configs = [run.config for run in plan]
     size = default_max_members() if max_members is None else max_members
-    partners = [g for g in groups(configs, len(plan)) if len(g) > 1]  # compatible runs
+    compatible = groups(configs, len(plan))  # every compatible set, whole
+    partners = [g for g in compatible if len(g) > 1]
     asked = max_members is None or max_members > 1
     reason = why_alone() if asked and partners else None
     if reason is not None:
@@ -175,7 +175,7 @@ def train_many(plan: list[Run], *, overwrite: bool = False, verbose: bool = True
               "there); --together N trains up to N compatible runs as one population")
     found = groups(configs, size)
     if size > 1 and partners and verbose:
-        alone = [g[0] for g in groups(configs, len(plan)) if len(g) == 1]  # no partner at all
+        alone = [g[0] for g in compatible if len(g) == 1]  # no partner at all
         if alone:
             print(f"vaelab: {len(alone)} of {len(plan)} runs train alone (they differ from the "
                   f"others in {_differences(configs, alone)}); "
@@ -273,10 +273,7 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
               for i, run_dir in enumerate(run_dirs)]
     x_fit, feed = _feed(configs, members[0], dataset)
     callbacks = [interrupts.StopOnSignal(), feed]
-    if config.lr_schedule == "burda":
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, _: burda_learning_rate(epoch, config.learning_rate)))
-    callbacks += [*guards, StopWhenAllStopped(guards)]
+    callbacks += [*training.learning_rate_callbacks(config), *guards, StopWhenAllStopped(guards)]
     announced = set()
     for i, (member_config, vae) in enumerate(zip(configs, members)):
         own = []
@@ -285,8 +282,7 @@ def _fit_and_finish(configs: list[TrainConfig], run_dirs: list[Path], members: l
             label = member_config.anneal or member_config.schedule
             own.append(KLSchedule(schedule, verbose=verbose and label not in announced))
             announced.add(label)
-        heldout = slice(0, member_config.heldout_size)
-        own += [CollapseMonitor(vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout]),
+        own += [CollapseMonitor(training.heldout_inputs(member_config, vae, dataset),
                                 verbose=verbose, name=str(run_dirs[i])), savers[i]]
         callbacks.append(MemberCallbacks(i, vae.model, own, guards[i]))
     if verbose:

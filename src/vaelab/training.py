@@ -148,6 +148,20 @@ def _resume_run(run_dir: Path, overrides: dict | None, verbose: bool, arrays) ->
                                state["epochs_done"], verbose)
 
 
+def learning_rate_callbacks(config: TrainConfig) -> list:
+    """The callback that sets ``config.lr_schedule``'s learning rate each epoch, if any."""
+    if config.lr_schedule != "burda":
+        return []
+    return [keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: burda_learning_rate(epoch, config.learning_rate))]
+
+
+def heldout_inputs(config: TrainConfig, vae: VAE, dataset: Dataset):
+    """The fixed test batch the collapse monitor watches (with labels for a conditional VAE)."""
+    heldout = slice(0, config.heldout_size)
+    return vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout])
+
+
 def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
                verbose: bool):
     """``(callbacks, x_fit, guard, checkpointer)`` for one fit of this run; the checkpointer
@@ -159,14 +173,9 @@ def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, p
     schedule = config.kl_schedule()
     if schedule is not None:
         callbacks.append(KLSchedule(schedule, verbose=verbose))
-    if config.lr_schedule == "burda":
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, _: burda_learning_rate(epoch, config.learning_rate)))
-    heldout = slice(0, config.heldout_size)
+    callbacks += learning_rate_callbacks(config)
     if writer:
-        callbacks.append(CollapseMonitor(vae.with_labels(dataset.x_test[heldout],
-                                                         dataset.y_test[heldout]),
-                                         verbose=verbose))
+        callbacks.append(CollapseMonitor(heldout_inputs(config, vae, dataset), verbose=verbose))
     callbacks += [guard, saver] if writer else [guard]
     x_fit = dataset.x_train
     if config.model_likelihood.binarized:  # a fresh binarization every epoch
