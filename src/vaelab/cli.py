@@ -128,7 +128,9 @@ def _tutorial_check(args) -> int:
     from vaelab import grading
 
     return grading.main(args.submissions, as_json=args.json, csv_path=args.csv,
-                        timeout=args.timeout)
+                        timeout=args.timeout, jobs=args.jobs, seed=args.seed,
+                        feedback=args.feedback, use_sandbox=not args.no_sandbox,
+                        memory=args.memory, scratch=args.scratch)
 
 
 def _explore(args) -> None:
@@ -389,18 +391,35 @@ def build_parser() -> argparse.ArgumentParser:
                               help="also render the executed copy as HTML (nbconvert)")
     tutorial_run.set_defaults(func=_tutorial_run)
     tutorial_check = tutorial_commands.add_parser(
-        "check", help="grade students' notebooks exercise by exercise",
-        description="Checks every exercise of each submission (.ipynb or percent-format .py) "
-                    "against vaelab's reference, each in its own time-limited process. "
+        "check", help="grade students' notebooks exercise by exercise, in a sandbox",
+        description="Checks every exercise of each submission (.ipynb or percent-format .py; "
+                    "a folder: every such file in it) on inputs drawn from a seed. Student "
+                    "code runs in a sandbox (bubblewrap: no network, a read-only system, a "
+                    "private /tmp, limits) and only reports numbers; this process decides. "
                     "Exit status: 0 all pass, 1 some fail or are not attempted, 2 unusable "
                     "input.")
-    tutorial_check.add_argument("submissions", metavar="NOTEBOOK_OR_PY", nargs="+", type=_path)
+    tutorial_check.add_argument("submissions", metavar="FILE_OR_FOLDER", nargs="+", type=_path)
     tutorial_check.add_argument("--json", action="store_true",
                                 help="print the results as JSON (for gradebooks)")
     tutorial_check.add_argument("--csv", type=_path, metavar="FILE",
-                                help="also write one row of scores per submission")
+                                help="also write one row of scores per submission (once all "
+                                     "are graded)")
+    tutorial_check.add_argument("--feedback", type=_path, metavar="FOLDER",
+                                help="write one Markdown feedback file per submission there")
+    tutorial_check.add_argument("--jobs", type=_int, metavar="N",
+                                help="checks run at once (default: the number of cores)")
+    tutorial_check.add_argument("--seed", type=_int, metavar="S",
+                                help="draw the checks' inputs from S, 0 to 2**32-1 (default: "
+                                     "a fresh one, printed; the same S regrades identically)")
     tutorial_check.add_argument("--timeout", type=_float, default=120,
                                 help="seconds per exercise (default 120)")
+    tutorial_check.add_argument("--memory", type=_int, default=4096, metavar="MIB",
+                                help="address space of each check's processes (default 4096)")
+    tutorial_check.add_argument("--scratch", type=_int, metavar="MIB",
+                                help="size of the sandbox's private /tmp (default 128)")
+    tutorial_check.add_argument("--no-sandbox", action="store_true",
+                                help="run student code without a sandbox, with your rights "
+                                     "(only for code you trust)")
     tutorial_check.set_defaults(func=_tutorial_check)
 
     lab = commands.add_parser(
