@@ -1,13 +1,19 @@
-"""``vaelab tutorial check``: full marks for the solution, zero for the student copy, and
-each typical mistake fails exactly its exercise with a message that names its effect."""
+"""``vaelab tutorial check``: full marks for the solution, zero for the student copy, each
+typical mistake fails exactly its exercise with a message that names its effect; a class
+graded at once (CSV, feedback, progress); every bad option refused before anything runs.
+Hostile submissions: test_grading_sandbox.py."""
 
 import csv
+import io
 import json
+import os
+import re
 
 import nbformat
 import pytest
 
 from vaelab import cli, grading
+from vaelab.grading import exercises, grader, reports
 from vaelab.tutorial import build
 
 ALL = [e.name for e in grading.EXERCISES]
@@ -64,7 +70,7 @@ def test_each_mistake_fails_exactly_its_exercise(notebooks, tmp_path, capsys):
         ("seed=self.seed_generator)\n        return", "seed=1)\n        return"),
         ('    """KL(q‖p) for q', '    while True:\n        pass\n    """KL(q‖p) for q'),
     ])
-    status, report = grade(capsys, first, second, "--timeout", "25")
+    status, report = grade(capsys, first, second, "--timeout", "25", "--seed", "9")
     assert status == 1
     a, b = (record["exercises"] for record in report["graded"])
     failed_a = {name for name, r in a.items() if r["status"] != "pass"}
@@ -73,7 +79,9 @@ def test_each_mistake_fails_exactly_its_exercise(notebooks, tmp_path, capsys):
     assert "2σ₁²" in a["kl_normal"]["message"]
     assert "log_var is used as a standard deviation" in a["sampling_z"]["message"]
     assert "counted from epoch 0" in a["annealing"]["message"]
-    assert "epoch 4 has weight 0.5, expected 0" in a["annealing"]["message"]
+    start, duration, _ = exercises.draw(9)["annealing"]["schedules"][0]
+    assert f"with epoch_start {start}, duration {duration}: epoch {start} has weight " \
+           f"{min(1, start / duration):g}, expected 0" in a["annealing"]["message"]
     assert a["fresh_vae"]["message"].startswith("syntax error in the exercise's cell, line")
     failed_b = {name for name, r in b.items() if r["status"] != "pass"}
     assert failed_b == {"kl_normal", "sampling_z"}
@@ -132,33 +140,24 @@ def test_a_file_that_is_not_a_notebook_exits_2(tmp_path, capsys, name, text):
     assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
 
 
-def test_a_timeout_kills_what_the_student_code_started(notebooks, tmp_path, capsys):
-    """The check runs in a session of its own: on timeout the whole process group goes,
-    including a process the student's code started (found by its PID)."""
-    import os
-    import time
+def test_a_timeout_kills_what_the_student_code_started(notebooks, tmp_path):
+    """On timeout the probe's whole sandbox goes, with a process the student's code started
+    (found by a marker in its command line)."""
+    import uuid
+
+    from test_grading_sandbox import leftovers
 
     out, paths = notebooks
-    pid_file = tmp_path / "pid"
+    marker = f"vaelab-spawned-{uuid.uuid4().hex}"
     spawner = mutate(paths["solution notebook"], tmp_path / "d.ipynb", [
         ('    """KL(q‖p) for q',
-         f'    import subprocess\n    child = subprocess.Popen(["sleep", "300"])\n'
-         f'    open({str(pid_file)!r}, "w").write(str(child.pid))\n'
+         f'    import subprocess, sys\n'
+         f'    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", {marker!r}])\n'
          f'    while True:\n        pass\n    """KL(q‖p) for q'),
     ])
     results = grading.check_file(spawner, timeout=15)
     assert results["kl_normal"].message == "ran longer than 15 s (an endless loop?)"
-    pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(pid, 9)
-        pytest.fail(f"the student's child process {pid} outlived the check")
+    assert leftovers(marker) == []
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
@@ -168,3 +167,156 @@ def test_timeout_must_be_a_positive_finite_number(notebooks, capsys, value):
                      value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--timeout must be a positive number of seconds" in err
+
+
+def test_a_class_folder_csv_feedback_and_the_same_seed_regrades_identically(notebooks, tmp_path,
+                                                                             capsys):
+    """A folder of submissions (one in a student's subfolder, one unusable), graded with
+    --jobs 2: the CSV and one feedback file per student; the same seed gives the same
+    results, the seed and sandbox are recorded."""
+    out, paths = notebooks
+    folder = tmp_path / "class"
+    (folder / "bo").mkdir(parents=True)
+    (folder / ".ipynb_checkpoints").mkdir()
+    ada = mutate(paths["solution notebook"], folder / "ada.ipynb",
+                 [("(2 * std_p**2)", "(2 * std_p)")])
+    nbformat.write(nbformat.read(paths["student notebook"], as_version=4),
+                   folder / "bo" / "lab11.ipynb")
+    (folder / "cy.py").write_text("print('hello')\n")
+    (folder / ".ipynb_checkpoints" / "ada-checkpoint.ipynb").write_text("{}")
+    grades, feedback = tmp_path / "grades.csv", tmp_path / "feedback"
+    args = ["tutorial", "check", str(folder), "--jobs", "2", "--seed", "77", "--csv",
+            str(grades), "--feedback", str(feedback), "--json"]
+    assert cli.main(args) == 2                           # cy.py has no exercise
+    first = json.loads(capsys.readouterr().out)
+    assert first["seed"] == 77 and first["sandbox"].startswith("bubblewrap")
+    assert [r["file"] for r in first["graded"]] == [str(ada), str(folder / "bo" / "lab11.ipynb")]
+    assert [r["score"] for r in first["graded"]] == [6, 0]
+    assert first["errors"][0]["file"] == str(folder / "cy.py")
+    rows = list(csv.DictReader(grades.open()))
+    assert [(r["file"], r["score"], r["seed"]) for r in rows] == [
+        (str(ada), "6", "77"), (str(folder / "bo" / "lab11.ipynb"), "0", "77"),
+        (str(folder / "cy.py"), "", "77")]
+    assert {r["sandbox"] for r in rows} == {first["sandbox"]}
+    written = sorted(p.relative_to(feedback).as_posix() for p in feedback.rglob("*.md"))
+    assert written == ["ada.ipynb.md", "bo/lab11.ipynb.md", "cy.py.md"]
+    text = (feedback / "ada.ipynb.md").read_text()
+    assert "**Score: 6/7**" in text and "KL(p‖p) must be 0" in text and "seed 77" in text
+    assert "could not be graded: " in (feedback / "cy.py.md").read_text()
+    assert cli.main(args) == 2
+    again = json.loads(capsys.readouterr().out)
+    assert again == first
+
+
+def test_a_crash_leaves_the_earlier_csv_and_no_probe_running(notebooks, tmp_path, monkeypatch,
+                                                            capsys):
+    from test_grading_sandbox import leftovers
+
+    out, paths = notebooks
+    grades = tmp_path / "grades.csv"
+    grades.write_text("earlier grades\n")
+    calls = []
+
+    def crash(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("the grader crashed")
+
+    monkeypatch.setattr(grader, "outcome_result", crash)
+    with pytest.raises(RuntimeError, match="the grader crashed"):
+        cli.main(["tutorial", "check", str(paths["solution notebook"]), "--csv", str(grades),
+                  "--seed", "1"])
+    assert calls == [1]
+    assert grades.read_text() == "earlier grades\n"
+    assert leftovers("vaelab.grading.probes") == []
+
+
+def test_csv_cells_cannot_become_formulas():
+    graded = [{"file": "=HYPERLINK(\"x\")", "score": 1, "total": 7,
+               "exercises": {e.name: {"status": "pass", "message": ""}
+                             for e in exercises.EXERCISES}}]
+    rows = list(csv.reader(io.StringIO(reports.csv_report(graded, [("@x.py", "-bad")], 3,
+                                                          "none"))))
+    assert rows[1][0] == "'=HYPERLINK(\"x\")"
+    assert rows[2][0] == "'@x.py" and rows[2][-3] == "'-bad"
+
+
+def test_progress_counts_on_a_terminal_only():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    shown, hidden = Terminal(), io.StringIO()
+    for stream in (shown, hidden):
+        progress = reports.Progress(3, stream)
+        for kind in ("passed", "unusable", "failed"):
+            progress.add(kind)
+    assert hidden.getvalue() == ""
+    last = shown.getvalue().split("\r")[-1]
+    assert last == "[" + "#" * 20 + "] 3/3 · 1 passed · 1 failed · 1 unusable\n"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--jobs", "0"], "--jobs must be a whole number of at least 1, received 0"),
+    (["--jobs", "-3"], "--jobs must be a whole number of at least 1, received -3"),
+    (["--jobs", "two"], "argument --jobs: expected an integer, received 'two'"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295, received -1"),
+    (["--seed", "4294967296"], "--seed must be an integer from 0 to 4294967295, received "
+                               "4294967296"),
+    (["--no-sandbox", "--scratch", "64"], "--scratch sizes the sandbox's /tmp; it cannot be "
+                                          "used with --no-sandbox"),
+    (["--memory", "100"], "--memory must be at least 256 (MiB), received 100"),
+])
+def test_bad_options_one_line_exit_2_nothing_written(notebooks, tmp_path, capsys, extra, message):
+    out, paths = notebooks
+    grades = tmp_path / "grades.csv"
+    with pytest.raises(SystemExit) if "two" in extra else _no_raise() as caught:
+        status = cli.main(["tutorial", "check", str(paths["solution notebook"]), "--csv",
+                           str(grades), "--feedback", str(tmp_path / "fb"), *extra])
+    status = caught.value.code if "two" in extra else status
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and message in err, err
+    assert not grades.exists() and not (tmp_path / "fb").exists()
+
+
+class _no_raise:
+    value = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_feedback_that_is_a_file_and_a_folder_without_submissions(notebooks, tmp_path, capsys):
+    out, paths = notebooks
+    a_file = tmp_path / "feedback.md"
+    a_file.write_text("x")
+    assert cli.main(["tutorial", "check", str(paths["solution notebook"]), "--feedback",
+                     str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vaelab: error: --feedback {a_file} is a file; name a folder for the " \
+                  f"feedback files\n"
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("x")
+    assert cli.main(["tutorial", "check", str(empty)]) == 2
+    assert capsys.readouterr().err == (f"vaelab: error: {empty} is a folder with no submission "
+                                       f"in it (no .ipynb or .py file)\n")
+
+
+def test_without_a_sandbox_it_refuses_unless_told(notebooks, tmp_path, capsys, monkeypatch):
+    """No sandbox can be made (bwrap that fails): one line, exit 2, nothing graded or
+    written; --no-sandbox grades and records it."""
+    out, paths = notebooks
+    monkeypatch.setenv("VAELAB_BWRAP", "/bin/false")
+    grades = tmp_path / "grades.csv"
+    args = ["tutorial", "check", str(paths["solution notebook"]), "--csv", str(grades)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no sandbox can be made with /bin/false" in err
+    assert "--no-sandbox grades without one" in err and not grades.exists()
+    assert cli.main([*args, "--no-sandbox", "--seed", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "--no-sandbox: students' code runs with your rights" in captured.err
+    assert [(r["score"], r["sandbox"]) for r in csv.DictReader(grades.open())] == [("7", "none")]

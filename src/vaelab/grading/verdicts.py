@@ -36,8 +36,8 @@ def _close(got: np.ndarray, want: np.ndarray, tolerance: float) -> np.ndarray:
 
 def _finite(values: np.ndarray, what: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
-        raise Fail(f"{what} has {int(np.sum(~np.isfinite(values)))} values that are NaN or "
-                   f"infinite")
+        raise Fail(f"{what} is not finite ({int(np.sum(~np.isfinite(values)))} of "
+                   f"{values.size} values are NaN or infinite)")
     return values
 
 
@@ -91,11 +91,9 @@ def sampling_kl(inputs: dict, report: Report) -> str:
 def sampling_z(inputs: dict, report: Report) -> str:
     n = inputs["n"]
     mean, log_var = np.asarray(inputs["mean"]), np.asarray(inputs["log_var"])
-    try:
-        first = report.array("first", (n, 3))
-    except Unusable as exc:
-        raise Fail(f"z is not an array of shape ({n}, 3) for a mean of that shape ({exc})") \
-            from None
+    first = report.array("first")
+    if first.shape != (n, 3):
+        raise Fail(f"z has shape {first.shape} for a mean of shape ({n}, 3)")
     second, repeat = report.array("second", (n, 3)), report.array("repeat", (n, 3))
     _finite(first, "z")
     if np.array_equal(first, second):
