@@ -150,7 +150,7 @@ def grade(paths, config: Settings, progress: reports.Progress | None = None
 
     for index in [i for i in results if len(results[i]) == len(EXERCISES)]:
         finished(index)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.jobs)
+    pool, futures = concurrent.futures.ThreadPoolExecutor(max_workers=config.jobs), {}
     try:
         futures = {pool.submit(probe, task): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
@@ -158,10 +158,13 @@ def grade(paths, config: Settings, progress: reports.Progress | None = None
             results[index][name] = outcome_result(future.result(), name, inputs[name],
                                                   config.timeout)
             finished(index)
-    finally:
+    finally:  # normally all done; after Ctrl-C or a crash, no probe outlives the grader
         pool.shutdown(wait=False, cancel_futures=True)
-        for child in list(running):  # Ctrl-C or a crash: no probe outlives the grader
-            sandbox.kill(child)
+        pending = [f for f in futures if not f.done()]
+        while pending:
+            for child in list(running):
+                sandbox.stop(child)
+            _, pending = concurrent.futures.wait(pending, timeout=0.2)
         pool.shutdown(wait=True)
     graded = []
     for index, known in results.items():
@@ -172,9 +175,10 @@ def grade(paths, config: Settings, progress: reports.Progress | None = None
     return graded, errors
 
 
-def check_file(path, timeout: float = DEFAULT_TIMEOUT, seed: int = 0,
+def check_file(path, timeout: float = DEFAULT_TIMEOUT, seed: int | None = None,
                use_sandbox: bool = True) -> dict[str, Result]:
-    """Every exercise's result for one submission; ``UsageError`` for unusable input."""
+    """Every exercise's result for one submission, on the inputs of ``seed`` (``None``: a
+    fresh one); ``UsageError`` for unusable input or where no sandbox can be made."""
     graded, errors = grade([Path(path)], settings(seed, timeout, use_sandbox=use_sandbox))
     if errors:
         raise UsageError(errors[0][1])

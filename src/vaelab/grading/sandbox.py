@@ -146,12 +146,14 @@ def _read_only(paths: list[str]) -> list[str]:
 
 def python_paths() -> list[str]:
     """The folders the probe's Python needs, outside ``/usr``: the environment's prefixes
-    (interpreter, standard library, site-packages) and vaelab's package folder (an
-    editable install keeps it in the source tree). Not the working folder, not ``sys.path``
-    entries outside the environment."""
+    (interpreter, standard library, site-packages), any other ``site-packages`` on
+    ``sys.path`` (added by a ``.pth`` file), and vaelab's package folder (an editable
+    install keeps it in the source tree). Not the working folder, nor any other folder."""
     wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
               os.path.dirname(os.path.realpath(sys.executable)),
               os.path.dirname(os.path.realpath(vaelab.__file__))}
+    wanted |= {p for p in sys.path if os.path.basename(p.rstrip("/")) in ("site-packages",
+                                                                           "dist-packages")}
     wanted |= {os.path.realpath(p) for p in list(wanted)}
     paths = sorted(p for p in wanted if os.path.isdir(p) and not _under(p, "/usr"))
     return [p for p in paths if not any(_under(p, q) for q in paths if q != p)]
@@ -258,12 +260,19 @@ def run(sandbox: Sandbox, request: dict, timeout: float, slot: int,
                 running.discard(child)
 
 
-def kill(child: subprocess.Popen) -> None:
-    """SIGKILL to the child's process group (and so to the sandbox), then reap it."""
+def stop(child: subprocess.Popen) -> None:
+    """SIGKILL to the child's process group, from any thread: the thread collecting its
+    output then sees its pipes close and cleans up."""
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill(child: subprocess.Popen) -> None:
+    """SIGKILL to the child's process group (and so to the sandbox), then reap it (by the
+    thread that started it)."""
+    stop(child)
     for stream in (child.stdin, child.stdout, child.stderr):
         if stream is not None:
             stream.close()
