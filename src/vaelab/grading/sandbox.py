@@ -108,9 +108,10 @@ class Sandbox:
             argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             argv += ["--unshare-user", "--disable-userns"]
+        # /tmp first: an environment that lives under /tmp is then bound on top of it.
+        argv += ["--perms", "1777", "--size", str(self.scratch_bytes), "--tmpfs", "/tmp"]
         argv += _system_mounts() + _read_only(python_paths())
-        argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size",
-                 str(self.scratch_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv"]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp", "--clearenv"]
         for name, value in probe_environment("/tmp").items():
             argv += ["--setenv", name, value]
         return argv + ["--", *python], (ROOT_UID_BASE + slot if root else None)
@@ -137,7 +138,7 @@ def _read_only(paths: list[str]) -> list[str]:
     argv, made = [], set()
     for path in paths:
         for folder in reversed(Path(path).parents[:-1]):
-            if str(folder) not in made:
+            if str(folder) not in made and str(folder) != "/tmp":
                 made.add(str(folder))
                 argv += ["--perms", "0755", "--dir", str(folder)]
         argv += ["--ro-bind", path, path]
