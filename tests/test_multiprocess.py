@@ -228,7 +228,7 @@ def test_launcher_stops_the_job_when_a_process_is_killed(tmp_path, data_dir):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert status == 128 + signal.SIGKILL
-    assert ("vaelab launch: process 1 was killed by SIGKILL; stopping the others"
+    assert ("vaelab launch: process 1 was killed by SIGKILL; the others were stopped"
             in log.read_text().splitlines()[-1])
     assert not any(alive(pid) for pid in pids)
     assert epochs_done(run) >= 1 and not (run / "metrics.json").exists()

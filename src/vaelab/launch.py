@@ -84,24 +84,25 @@ def launch(num_processes: int, train_args: list[str], *, grace: float = GRACE_SE
             pids = ", ".join(str(p.pid) for p in processes)
             print(f"vaelab launch: {num_processes} process(es), PIDs {pids}, coordinator "
                   f"127.0.0.1:{port}; showing process 0's output", file=sys.stderr, flush=True)
-            return _watch(processes, logs)
+            status, cause = _watch(processes, logs)
         finally:  # normal end, a failure, Ctrl-C or SIGTERM (vaelab.interrupts): none outlives us
             _stop(processes, grace)
+    if cause:  # after the others are stopped, so that it is the last line on the terminal
+        print(f"vaelab launch: {cause}; the others were stopped", file=sys.stderr, flush=True)
+    return status
 
 
-def _watch(processes: list[subprocess.Popen], logs: list[Path]) -> int:
-    """Until all exit with 0 (→ 0) or one fails (→ its status, with one line saying why)."""
+def _watch(processes: list[subprocess.Popen], logs: list[Path]) -> tuple[int, str]:
+    """Until all exit with 0 (→ 0, "") or one fails (→ its status and why)."""
     while True:
         statuses = [p.poll() for p in processes]
         failed = [i for i, status in enumerate(statuses) if status]
         if failed:  # the cause first: a killed process, then one that did not lose contact
             i = min(failed, key=lambda i: (statuses[i] > 0, statuses[i] == 1, i))
             status = statuses[i]
-            print(f"vaelab launch: {_failure(i, status, logs[i])}; stopping the others",
-                  file=sys.stderr, flush=True)
-            return status if status > 0 else 128 - status
+            return (status if status > 0 else 128 - status), _failure(i, status, logs[i])
         if all(status == 0 for status in statuses):
-            return 0
+            return 0, ""
         time.sleep(POLL_SECONDS)
 
 
