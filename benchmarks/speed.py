@@ -5,7 +5,7 @@
 
 Each part runs in its own subprocess so its peak resident memory can be reported:
 
-- ``epochs``: vaelab's training epoch (the ``fit.fit_vae`` path ``vaelab train`` uses,
+- ``epochs``: vaelab's training epoch (the ``fit.Fit`` path ``vaelab train`` uses,
   with its callbacks) at batch 32 and 256, interleaved epoch by epoch with the floor
   (``floor.py``: the same model, loss, Adam and batch order as one ``lax.scan``). The first
   epoch of each includes compilation and is reported apart; the ratio uses medians of the
@@ -70,10 +70,11 @@ def load():
 
 def vaelab_epochs(config, dataset, epochs, between=None):
     """Per-epoch seconds of vaelab's fit path; ``between(epoch)`` runs after each epoch."""
+    import dataclasses
+
     import keras
 
-    from vaelab.callbacks import CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
-    from vaelab.fit import fit_vae
+    from vaelab.fit import Fit, Member
     from vaelab.training import new_vae
 
     class Timer(keras.callbacks.Callback):
@@ -90,21 +91,11 @@ def vaelab_epochs(config, dataset, epochs, between=None):
                 between(epoch)
 
     timer = Timer()
-    callbacks = [ShuffleSeed(config.seed), timer]
-    schedule = config.kl_schedule()
-    if schedule is not None:
-        callbacks.insert(1, KLSchedule(schedule, verbose=False))
-    import dataclasses
-
     config = dataclasses.replace(config, epochs=epochs)
     if config.conditional:
         config = dataclasses.replace(config, classes=dataset.classes)
     vae = new_vae(config, dataset.input_dim)
-    heldout = slice(0, config.heldout_size)
-    callbacks.insert(-1, CollapseMonitor(vae.with_labels(dataset.x_test[heldout],
-                                                         dataset.y_test[heldout]), verbose=False))
-    callbacks.insert(-1, StopOnNonFinite())
-    fit_vae(vae, vae.with_labels(dataset.x_train, dataset.y_train), dataset, config, callbacks)
+    Fit([Member(config, vae)], dataset).run(callbacks=[timer])  # no run folder: no checkpoints
     return timer.seconds, vae
 
 
@@ -257,14 +248,8 @@ def part_iwae(args) -> dict:
 def part_population_members(args) -> dict:
     """One N: steady epoch seconds of N members together and of one run alone, interleaved."""
     TrainConfig, load_dataset = load()
-    import keras
-    import numpy as np
-
-    from vaelab import population
-    from vaelab.callbacks import CollapseMonitor, KLSchedule, StopOnNonFinite
-    from vaelab.fit import steps_per_execution, validation_batch_size
-    from vaelab.models.population import Population, member_key
-    from vaelab.training import heldout_inputs, new_vae
+    from vaelab.fit import Fit, Member
+    from vaelab.training import new_vae
 
     n = args.members
     results = {}
@@ -273,26 +258,12 @@ def part_population_members(args) -> dict:
         dataset = load_dataset(config)
         configs = [dataclasses.replace(config, seed=s).for_data(dataset.input_dim)
                    for s in range(n)]
-        members = [new_vae(c, dataset.input_dim) for c in configs]
-        together = Population([vae.model for vae in members])
-        together.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-        together.steps_per_execution = steps_per_execution(len(dataset.x_train), config)
-        x_fit, feed = population._feed(configs, members[0], dataset)
-        x_test = [dataset.x_test] * n
-        guards = [StopOnNonFinite(member_key("loss", i), stop=False) for i in range(n)]
-        callbacks = [feed, *guards]
-        for i, (member_config, vae) in enumerate(zip(configs, members)):
-            own = [KLSchedule(member_config.kl_schedule(), verbose=False),
-                   CollapseMonitor(heldout_inputs(member_config, vae, dataset), verbose=False)]
-            callbacks.append(population.MemberCallbacks(i, vae.model, own, guards[i]))
+        together = Fit([Member(c, new_vae(c, dataset.input_dim)) for c in configs], dataset)
         seconds = []
 
         def together_epoch(epoch):
             started = time.perf_counter()
-            together.fit(x_fit, initial_epoch=epoch, epochs=epoch + 1, batch_size=batch,
-                         shuffle=False, validation_data=(x_test,),
-                         validation_batch_size=validation_batch_size(config),
-                         callbacks=callbacks, verbose=0)
+            together.run(initial_epoch=epoch, epochs=epoch + 1)
             seconds.append(time.perf_counter() - started)
 
         alone, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=together_epoch)
@@ -302,7 +273,6 @@ def part_population_members(args) -> dict:
             "one_by_one_s": round(n * alone_s, 3), "speedup": round(n * alone_s / together_s, 2),
             "together_compile_s": round(seconds[0] - together_s, 2)}
     return results
-
 
 def part_population(args) -> dict:
     """``population_members`` for N = 1, 2, 4, 8, each in its own process (peak memory)."""

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaelab import cli, cluster
-from vaelab.callbacks import ShardedShuffle, ShuffleSeed
 from vaelab.config import UsageError
 from vaelab.models import build_vae, compile_vae
 
@@ -115,26 +114,6 @@ def test_local_rows_refuse_a_batch_that_does_not_split():
     with pytest.raises(ValueError, match=r"batches of 32 rows \(3 in the last\) do not split "
                                          r"over 2 processes"):
         cluster.local_rows(67, 32, 2, 0)
-
-
-def test_sharded_shuffle_feeds_the_one_process_batches():
-    """Each process's rows are its part of the batches fit(shuffle=True) draws after
-    ShuffleSeed in a one-process run (the same NumPy permutation)."""
-    x = np.arange(96 * 3, dtype=np.float32).reshape(96, 3)
-    labels = np.eye(4, dtype=np.float32)[np.arange(96) % 4]
-    targets = [[np.empty((48, 3), np.float32), np.empty((48, 4), np.float32)] for _ in range(2)]
-    shufflers = [ShardedShuffle([x, labels], targets[i], seed=5, batch=32, count=2, index=i)
-                 for i in range(2)]
-    for epoch in (0, 3):
-        for shuffler in shufflers:
-            shuffler.on_epoch_begin(epoch)
-        ShuffleSeed(5).on_epoch_begin(epoch)
-        order = np.random.permutation(96)  # what Keras' array adapter draws
-        for k in range(3):
-            batch = np.concatenate([targets[i][0][16 * k:16 * (k + 1)] for i in range(2)])
-            np.testing.assert_array_equal(batch, x[order[32 * k:32 * (k + 1)]])
-            onehot = np.concatenate([targets[i][1][16 * k:16 * (k + 1)] for i in range(2)])
-            np.testing.assert_array_equal(onehot, labels[order[32 * k:32 * (k + 1)]])
 
 
 def test_host_copy_has_the_same_variables_and_predictions():

@@ -62,22 +62,6 @@ def test_evaluation_json(finished_run):
         assert runs.read_json(run / "config.json")["kl_scale"] == 1.0
 
 
-def test_binarize_callback_draws_per_epoch():
-    from vaelab.callbacks import Binarize
-
-    gray = np.full((200, 10), 0.3, np.float32)
-    target = np.empty_like(gray)
-    callback = Binarize(gray, target, seed=1)
-    callback.on_epoch_begin(0)
-    first = target.copy()
-    assert set(np.unique(first)) == {0.0, 1.0}
-    assert first.mean() == pytest.approx(0.3, abs=0.03)
-    callback.on_epoch_begin(1)
-    assert not np.array_equal(first, target)
-    callback.on_epoch_begin(0)
-    np.testing.assert_array_equal(first, target)
-
-
 def test_evaluate_refusals(tmp_path, finished_run, capsys):
     run, _ = finished_run
     assert cli.main(["evaluate", str(tmp_path / "missing"), "--quiet"]) == 2

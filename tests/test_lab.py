@@ -1,10 +1,12 @@
 import re
 
+import numpy as np
 import pytest
 
 from vaelab import cli, runs
 from vaelab.lab import experiments
 
+NUMPY_STATES = []  # NumPy's global generator before and after the quick lab
 RUNS = ["02-vae", "03-vae-unscaled", "04-anneal", "05-anneal-unscaled"]
 
 
@@ -23,8 +25,16 @@ def test_the_plan_follows_the_lab():
 @pytest.fixture(scope="module")
 def quick_lab(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab") / "lab"
+    np.random.seed(99)
+    NUMPY_STATES.append(np.random.get_state()[1].copy())
     assert cli.main(["lab", "--quick", "--quiet", "--out", str(out)]) == 0
+    NUMPY_STATES.append(np.random.get_state()[1].copy())
     return out
+
+
+@pytest.mark.mnist
+def test_the_lab_leaves_numpys_global_generator_alone(quick_lab):
+    np.testing.assert_array_equal(NUMPY_STATES[0], NUMPY_STATES[1])
 
 
 @pytest.mark.mnist

@@ -89,7 +89,7 @@ def test_compile_with_an_optimizer_alone_or_with_the_labs_mse():
     """``compile(optimizer=...)`` takes the likelihood's loss; the lab's
     ``compile(loss="mse", optimizer="adam")`` gives the same training, step for step
     (unshuffled: Keras draws its shuffling randomness differently when a loss is compiled;
-    vaelab's runs seed each epoch's shuffle with ShuffleSeed)."""
+    vaelab's runs draw each epoch's order themselves, vaelab.feeding)."""
     x = data(64, 12)
     histories = []
     for loss in (None, "mse"):

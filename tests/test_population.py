@@ -198,8 +198,8 @@ def test_on_a_cpu_runs_train_one_by_one_unless_asked(monkeypatch, capsys, tmp_pa
     """The default follows the device: one by one on a CPU (one line says so), up to 8
     together on an accelerator."""
     trained = []
-    monkeypatch.setattr(population.training, "train",
-                        lambda config, run_dir, **_: trained.append(run_dir) or {})
+    monkeypatch.setattr(population.training, "train_group",
+                        lambda configs, run_dirs, **_: trained.extend(run_dirs) or [{}])
     plan = [population.Run(TrainConfig(seed=s), tmp_path / f"s{s}") for s in (0, 1)]
     assert population.default_max_members() == population.MAX_MEMBERS_CPU == 1  # CI: a CPU
     assert population.train_many(plan) == [{}, {}] and trained == [r.run_dir for r in plan]

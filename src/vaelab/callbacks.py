@@ -1,4 +1,4 @@
-"""Keras callbacks that steer and watch VAE training."""
+"""Keras callbacks that steer and watch VAE training, and run a population member's own."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab import metrics, schedules
-from vaelab.cluster import local_rows
+from vaelab import keras_seam, metrics, schedules
 from vaelab.devices import predict
 from vaelab.layers import _check_positive_int
 from vaelab.models import VAE, sampling_layers
+from vaelab.models.population import member_key, member_logs
 
 
 class KLSchedule(keras.callbacks.Callback):
@@ -37,10 +37,11 @@ class KLSchedule(keras.callbacks.Callback):
         self.weight = None
 
     def _set(self, weight: float) -> None:
-        layers = sampling_layers(self.model)
+        model = keras_seam.synced_model(self)  # so that the compiled step sees the new weight
+        layers = sampling_layers(model)
         if not layers:
             raise ValueError(f"{type(self).__name__} needs a model with a Sampling layer; "
-                             f"{self.model.name!r} has none")
+                             f"{model.name!r} has none")
         for layer in layers:
             layer.kl_weight.assign(weight)
         self.weight = float(weight)
@@ -118,7 +119,7 @@ class CollapseMonitor(keras.callbacks.Callback):
         self.warned = False
 
     def on_epoch_end(self, epoch, logs=None):
-        encoder = VAE.from_model(self.model).encoder  # self.model syncs the trained state (JAX)
+        encoder = VAE.from_model(keras_seam.synced_model(self)).encoder
         means, log_vars = predict(encoder, self.x_heldout)
         n_active = metrics.active_units(means, self.threshold)
         if logs is not None:
@@ -130,58 +131,6 @@ class CollapseMonitor(keras.callbacks.Callback):
                 run = f"{self.name}: " if self.name else ""
                 print(f"warning: {run}epoch {epoch + 1}: no active latent unit on the held-out "
                       f"batch (posterior collapse)", file=sys.stderr)
-
-
-class ShuffleSeed(keras.callbacks.Callback):
-    """Seeds NumPy's global RNG from (run seed, epoch) before each epoch's shuffle.
-
-    ``fit(shuffle=True)`` permutes NumPy inputs with ``np.random`` after
-    ``on_epoch_begin``; seeding it here makes epoch ``e``'s order a function of
-    the run seed and ``e`` alone, so a resumed run sees the same batches.
-    """
-
-    def __init__(self, seed: int):
-        super().__init__()
-        self.seed = seed
-
-    def on_epoch_begin(self, epoch, logs=None):
-        np.random.seed(shuffle_seed(self.seed, epoch))
-
-
-def shuffle_seed(seed: int, epoch: int) -> list[int]:
-    """NumPy's seed for the order of 0-based epoch ``epoch`` of a run seeded ``seed``."""
-    return [seed, epoch]
-
-
-class ShardedShuffle(keras.callbacks.Callback):
-    """One process's rows of each epoch's shuffled global batches, refreshed in place.
-
-    Before each epoch, the permutation that ``fit(shuffle=True)`` draws in a
-    one-process run (after :class:`ShuffleSeed`) is cut into global batches, and
-    ``target[j] = source[rows[j]]`` for this process's rows
-    (``cluster.local_rows``). Fed to ``fit`` with ``shuffle=False`` and
-    ``batch // count`` rows per step, the processes together train on exactly the
-    batches of the one-process run.
-
-    Args:
-        sources: the full arrays fit would get (images, and one-hot labels if any).
-        targets: arrays of ``len(source) // count`` rows each, given to ``fit``.
-        seed: the run seed.
-        batch: the global batch size.
-        count, index: the number of processes and this one's index.
-    """
-
-    def __init__(self, sources, targets, seed: int, batch: int, count: int, index: int):
-        super().__init__()
-        self.sources, self.targets = list(sources), list(targets)
-        self.seed, self.batch, self.count, self.index = seed, batch, count, index
-
-    def on_epoch_begin(self, epoch, logs=None):
-        n = len(self.sources[0])
-        order = np.random.RandomState(shuffle_seed(self.seed, epoch)).permutation(n)
-        rows = local_rows(n, self.batch, self.count, self.index, order)
-        for source, target in zip(self.sources, self.targets, strict=True):
-            np.take(source, rows, axis=0, out=target)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -228,20 +177,86 @@ class StopOnNonFinite(keras.callbacks.Callback):
         return last - steps + 1 + int(np.argmax(~np.isfinite(losses))) + 1
 
 
-class Binarize(keras.callbacks.Callback):
-    """Dynamic binarization: before each epoch, ``target[...] = uniform < gray``.
+class MemberCallbacks(keras.callbacks.Callback):
+    """One member's own callbacks, run on the member model with the member's own logs.
 
-    ``target`` is the array given to ``fit`` (as input and target), refreshed in
-    place; the draw depends on (seed, epoch) only, so a resumed run repeats it.
+    Each hook first reaches the population through ``self.model`` (which, under JAX,
+    writes the trained state back into the shared variables), then calls the member's
+    callbacks with ``logs`` under their alone names (``loss``, ``kl_weight``, …); what they
+    add is written back as ``name[i]``. Once ``guard`` has seen a non-finite loss the
+    member's callbacks are no longer called.
     """
 
-    def __init__(self, gray: np.ndarray, target: np.ndarray, seed: int):
+    def __init__(self, index: int, member: keras.Model, callbacks: list, guard: StopOnNonFinite):
         super().__init__()
-        if gray.shape != target.shape:
-            raise ValueError(f"gray {gray.shape} and target {target.shape} must have the same shape")
-        self.gray, self.target, self.seed = gray, target, seed
+        self.index, self.member, self.callbacks, self.guard = index, member, callbacks, guard
+        for callback in callbacks:
+            callback.set_model(member)
+
+    def set_params(self, params):
+        super().set_params(params)
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def _run(self, hook: str, *args, logs=None):
+        if self.guard.where is not None:
+            return
+        keras_seam.synced_model(self)  # the population's state into the member's variables
+        own = member_logs(logs, self.index) if logs is not None else None
+        before = set(own or {})
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args, own)
+        if logs is not None:
+            for key in set(own) - before:
+                logs[member_key(key, self.index)] = own[key]
+
+    def on_train_begin(self, logs=None):
+        self._run("on_train_begin", logs=logs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        rng = np.random.default_rng([self.seed, epoch, 1])
-        np.less(rng.random(self.gray.shape, dtype=np.float32), self.gray, out=self.target,
-                casting="unsafe")
+        self._run("on_epoch_begin", epoch, logs=logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._run("on_epoch_end", epoch, logs=logs)
+
+    def on_train_end(self, logs=None):
+        self._run("on_train_end", logs=logs)
+
+
+class StopWhenAllStopped(keras.callbacks.Callback):
+    """Stops the population once every member's guard has seen a non-finite loss."""
+
+    def __init__(self, guards: list[StopOnNonFinite]):
+        super().__init__()
+        self.guards = guards
+
+    def on_train_batch_end(self, batch, logs=None):
+        if all(guard.where is not None for guard in self.guards):
+            self.model.stop_training = True
+
+
+class PopulationProgress(keras.callbacks.Callback):
+    """Keras' progress bar with each member's loss (``loss[i]``) rather than every log."""
+
+    def __init__(self, members: int, mode: int):
+        super().__init__()
+        self.keys = [member_key("loss", i) for i in range(members)]
+        self.mode = mode
+
+    def on_epoch_begin(self, epoch, logs=None):
+        print(f"Epoch {epoch + 1}/{self.params['epochs']}")
+        self.bar = keras.utils.Progbar(self.params["steps"], verbose=self.mode,
+                                       stateful_metrics=self.keys + ["val_" + k for k in self.keys])
+
+    def _values(self, logs, prefix=""):
+        return [(prefix + k, float(logs[prefix + k])) for k in self.keys
+                if prefix + k in logs and math.isfinite(float(logs[prefix + k]))]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 < self.params["steps"]:  # the last step's values come with the epoch's end
+            self.bar.update(batch + 1, self._values(logs or {}))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.update(self.params["steps"], self._values(logs) + self._values(logs, "val_"),
+                        finalize=True)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab import cluster, interrupts, runs
+from vaelab import cluster, interrupts, keras_seam, runs
 from vaelab.config import UsageError
 from vaelab.models import sampling_layers
 
@@ -55,7 +55,7 @@ class Checkpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self.folder.mkdir(parents=True, exist_ok=True)
         model_file = f"epoch-{done}.keras"
-        model = self.model
+        model = keras_seam.synced_model(self)
         if self.prepare is not None:
             self.prepare()
         if cluster.process_count() > 1:  # process 0 saves its own copy (cluster.host_copy)

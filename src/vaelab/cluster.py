@@ -6,7 +6,7 @@ JAX read the same from the job's environment. :func:`start` connects this proces
 before Keras builds anything (CPU collectives over Gloo); Keras' ``DataParallel`` then
 spans the devices of all processes, so every training step averages the gradients of
 the whole global batch. Each process feeds its own rows of every global batch
-(:func:`local_rows`, ``callbacks.ShardedShuffle``); process 0 alone writes the run
+(:func:`local_rows`, ``feeding.Feed``); process 0 alone writes the run
 folder (:func:`is_writer`) and evaluates the trained model on a copy that lives on its
 own devices (:func:`host_copy`).
 """

@@ -1,19 +1,29 @@
-"""How a run calls Keras' ``fit``: steps per compiled call, validation batches, progress.
+"""The one place vaelab calls Keras' ``fit``: a run alone and a population's members alike.
 
-These settings change the numbers only in the last bits (summation order); they are
-recorded under ``fit`` in ``config.json``.
+:class:`Fit` builds the model wrapper (the member's own model, or a population), the
+feed and every member's callbacks. The settings of the call (steps per compiled call,
+validation batches) change the numbers only in the last bits (summation order); they
+are recorded under ``fit`` in ``config.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 
-from vaelab import cluster
-from vaelab.callbacks import ShardedShuffle
+from vaelab import checkpoint, cluster, interrupts, keras_seam
+from vaelab.callbacks import (CollapseMonitor, KLSchedule, MemberCallbacks, PopulationProgress,
+                              StopOnNonFinite, StopWhenAllStopped)
 from vaelab.config import TrainConfig
+from vaelab.feeding import Feed
+from vaelab.models import VAE
+from vaelab.models.population import Population, member_key
+from vaelab.schedules import burda_learning_rate
 
 VALIDATION_BATCH = 1000        # images per validation step
 MAX_STEPS_PER_EXECUTION = 128  # training steps per compiled call (JAX scan), at most
@@ -33,38 +43,155 @@ def fit_settings(config: TrainConfig, n_train: int) -> dict:
             "validation_batch_size": validation_batch_size(config)}
 
 
-def fit_vae(vae, x_fit, dataset, config: TrainConfig, callbacks: list,
-            initial_epoch: int = 0, verbose: bool = False):
-    """The one ``fit`` call every training run makes (benchmarks time this same path),
-    with :func:`steps_per_execution` training steps per compiled call."""
-    images = x_fit[0] if isinstance(x_fit, list) else x_fit  # [images, one-hot labels]
-    vae.model.steps_per_execution = steps_per_execution(len(images), config)
-    x_test = vae.with_labels(dataset.x_test, dataset.y_test)
-    batch, test_batch, shuffle = config.batch_size, validation_batch_size(config), True
-    count = cluster.process_count()
-    if count > 1:  # each process feeds its rows of every global batch (Keras joins them)
-        x_fit, x_test, shuffler = _process_shards(x_fit, x_test, config, count)
-        callbacks = [*callbacks, shuffler]  # last: after Binarize has refreshed x_fit
-        batch, test_batch, shuffle = batch // count, test_batch // count, False
-    return vae.model.fit(x_fit, epochs=config.epochs, initial_epoch=initial_epoch,  # targets = x
-                         batch_size=batch, shuffle=shuffle, validation_data=(x_test,),
-                         validation_batch_size=test_batch, callbacks=callbacks,
-                         verbose=progress_mode(verbose))
+@dataclasses.dataclass
+class Member:
+    """One run in a fit: its settings, its compiled model, and where it is written.
+
+    Attributes:
+        config: the run's settings (as recorded: KL scale and classes filled in).
+        vae: the run's model, built and compiled (:func:`vaelab.training.new_vae`).
+        run_dir: the run folder its checkpoints go to; ``None``: none (a benchmark).
+        history: the history rows of the epochs already done (a resumed run's).
+    """
+
+    config: TrainConfig
+    vae: VAE
+    run_dir: Path | None = None
+    history: dict = dataclasses.field(default_factory=dict)
 
 
-def _process_shards(x_fit, x_test, config: TrainConfig, count: int):
-    """This process's training arrays (refilled each epoch by the returned
-    ``ShardedShuffle``) and its fixed rows of the test set."""
-    index = cluster.process_index()
-    fit_sources = x_fit if isinstance(x_fit, list) else [x_fit]
-    targets = [np.empty((len(a) // count, *a.shape[1:]), a.dtype) for a in fit_sources]
-    shuffler = ShardedShuffle(fit_sources, targets, config.seed, config.batch_size, count, index)
-    test_sources = x_test if isinstance(x_test, list) else [x_test]
-    rows = cluster.local_rows(len(test_sources[0]), validation_batch_size(config), count, index)
-    tests = [np.take(a, rows, axis=0) for a in test_sources]
-    if not isinstance(x_fit, list):
-        return targets[0], tests[0], shuffler
-    return targets, tests, shuffler
+class Fit:
+    """The one ``fit`` call of vaelab: one member trained as its own model, several as one
+    :class:`~vaelab.models.population.Population`, with the same callbacks per member.
+
+    Every fit is ``shuffle=False`` on the arrays a :class:`~vaelab.feeding.Feed` refills
+    before each epoch. Each member gets the callbacks :func:`member_callbacks` builds (its
+    KL schedule, its collapse monitor, its checkpoint) and a non-finite guard; a population
+    runs them on the member's model with the member's own logs
+    (:class:`~vaelab.callbacks.MemberCallbacks`), and a member whose loss stops being
+    finite stops alone. Checkpoints and the collapse monitor only where this process
+    writes the run folders (:func:`vaelab.cluster.is_writer`).
+
+    Args:
+        members: the runs, compatible (``vaelab.population.check_compatible``) when several.
+        dataset: the data they train on.
+        verbose: the progress bar and the KL schedules' lines.
+    """
+
+    def __init__(self, members: list[Member], dataset, verbose: bool = False):
+        config = members[0].config  # the settings members share
+        self.members, self.config, self.verbose = members, config, verbose
+        self.together = len(members) > 1
+        if self.together:
+            self.model = Population([m.vae.model for m in members])
+            self.model.compile(optimizer=keras.optimizers.Adam(config.learning_rate,
+                                                               epsilon=config.adam_epsilon))
+        else:
+            self.model = members[0].vae.model
+        keras_seam.set_steps_per_execution(
+            self.model, steps_per_execution(len(dataset.x_train), config))
+        vae, count = members[0].vae, cluster.process_count()
+        sources = vae.with_labels(dataset.x_train, dataset.y_train)
+        self.feed = Feed(sources if isinstance(sources, list) else [sources],
+                         [m.config.seed for m in members], batch_size=config.batch_size,
+                         binarized=config.model_likelihood.binarized)
+        self.x_test = _test_rows(vae.with_labels(dataset.x_test, dataset.y_test), config, count)
+        self.guards = [StopOnNonFinite(self.key("loss", i), stop=False)
+                       for i in range(len(members))]
+        writer = cluster.is_writer()
+        self.savers = [None if m.run_dir is None or not writer else checkpoint.Checkpoint(
+            Path(m.run_dir) / checkpoint.FOLDER, m.history,
+            prepare=functools.partial(self.export_optimizer_state, i) if self.together else None)
+            for i, m in enumerate(members)]
+        self.callbacks = [interrupts.StopOnSignal(), self.feed,
+                          *learning_rate_callbacks(config), *self.guards,
+                          StopWhenAllStopped(self.guards)]
+        announced = set()
+        for i, member in enumerate(members):
+            label = member.config.anneal or member.config.schedule
+            own = member_callbacks(member, dataset, self.savers[i], writer, verbose,
+                                   schedule_lines=verbose and label not in announced,
+                                   named=self.together)
+            announced.add(label)
+            self.callbacks += ([MemberCallbacks(i, member.vae.model, own, self.guards[i])]
+                               if self.together else own)
+        if self.together and verbose:
+            self.callbacks.append(PopulationProgress(len(members), progress_mode(verbose)))
+
+    def key(self, name: str, index: int) -> str:
+        """Member ``index``'s log ``name`` in this fit's logs (``loss[2]`` in a population)."""
+        return member_key(name, index) if self.together else name
+
+    def run(self, initial_epoch: int = 0, epochs: int | None = None, callbacks=()):
+        """``fit`` from ``initial_epoch`` to ``epochs`` (default the config's); returns the
+        ``History``. ``callbacks`` run after this fit's own."""
+        count = cluster.process_count()
+        inputs = [self.feed.inputs(i) for i in range(len(self.members))]
+        x_test = [self.x_test] * len(self.members) if self.together else self.x_test
+        return self.model.fit(
+            inputs if self.together else inputs[0], epochs=epochs or self.config.epochs,
+            initial_epoch=initial_epoch, batch_size=self.config.batch_size // count,
+            shuffle=False, validation_data=(x_test,),  # the targets are the inputs
+            validation_batch_size=validation_batch_size(self.config) // count,
+            callbacks=[*self.callbacks, *callbacks],
+            verbose=0 if self.together else progress_mode(self.verbose))
+
+    def export_optimizer_state(self, index: int) -> None:
+        """A population member's own Adam state into its own optimizer (nothing alone)."""
+        if self.together:
+            self.model.export_optimizer_state(index)
+
+    def last_checkpoints(self) -> str | None:
+        """What an interrupted fit resumes from: one line; ``None`` where nothing is written."""
+        done = [len(s.history.get("loss", [])) for s in self.savers if s is not None]
+        if not done:
+            return None
+        if not self.together:
+            return f"last checkpoint: epoch {done[0]}" if done[0] else "no checkpoint yet"
+        if len(set(done)) == 1:
+            return f"last checkpoint of each run: epoch {done[0]}" if done[0] else "no checkpoint yet"
+        return "last checkpoints: " + ", ".join(f"{m.run_dir}: epoch {n}" if n else f"{m.run_dir}: none"
+                                                for m, n in zip(self.members, done))
+
+
+def member_callbacks(member: Member, dataset, saver, writer: bool, verbose: bool, *,
+                     schedule_lines: bool, named: bool) -> list:
+    """One run's own callbacks: its KL schedule (``schedule_lines``: a line per epoch), its
+    collapse monitor where this process writes (``named``: the warning names the run) and
+    its checkpoint ``saver``, if any."""
+    own = []
+    schedule = member.config.kl_schedule()
+    if schedule is not None:
+        own.append(KLSchedule(schedule, verbose=schedule_lines))
+    if writer:
+        own.append(CollapseMonitor(heldout_inputs(member.config, member.vae, dataset),
+                                   verbose=verbose, name=str(member.run_dir) if named else None))
+    return own if saver is None else [*own, saver]
+
+
+def heldout_inputs(config: TrainConfig, vae: VAE, dataset):
+    """The fixed test batch the collapse monitor watches (with labels for a conditional VAE)."""
+    heldout = slice(0, config.heldout_size)
+    return vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout])
+
+
+def learning_rate_callbacks(config: TrainConfig) -> list:
+    """The callback that sets ``config.lr_schedule``'s learning rate each epoch, if any."""
+    if config.lr_schedule != "burda":
+        return []
+    return [keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: burda_learning_rate(epoch, config.learning_rate))]
+
+
+def _test_rows(x_test, config: TrainConfig, count: int):
+    """The validation input; in a job of ``count`` processes, this process's fixed rows."""
+    if count == 1:
+        return x_test
+    rows = cluster.local_rows(len(x_test[0] if isinstance(x_test, list) else x_test),
+                              validation_batch_size(config), count, cluster.process_index())
+    if isinstance(x_test, list):
+        return [np.take(a, rows, axis=0) for a in x_test]
+    return np.take(x_test, rows, axis=0)
 
 
 def steps_per_execution(n_images: int, config: TrainConfig) -> int:

@@ -26,6 +26,7 @@ import keras
 from vaelab import report, runs
 from vaelab.config import TrainConfig, UsageError
 from vaelab.data import Dataset
+from vaelab.feeding import Feed
 from vaelab.models import build_classifier
 from vaelab.report import CLASSIFIER
 from vaelab.fit import progress_mode
@@ -89,9 +90,10 @@ def train_classifier(data: Dataset, run_dir: Path, epochs: int, seed: int = 0,
         "train_size": train_size, "test_size": test_size, "data": data.identity,
         "environment": runs.environment()})
     model = build_classifier(x_train.shape[1], seed=seed)
+    feed = Feed([x_train, keras.utils.to_categorical(y_train, 10)], [seed])
     started = time.perf_counter()
-    history = model.fit(x_train, keras.utils.to_categorical(y_train, 10), epochs=epochs,
-                        batch_size=32, verbose=progress_mode(verbose)).history
+    history = model.fit(*feed.arrays[0], epochs=epochs, batch_size=32, shuffle=False,
+                        callbacks=[feed], verbose=progress_mode(verbose)).history
     seconds = time.perf_counter() - started
     _, accuracy = model.evaluate(x_test, keras.utils.to_categorical(y_test, 10), verbose=0)
     runs.write_history_csv(run_dir / "history.csv", history)

@@ -95,8 +95,16 @@ class Bernoulli:
 
     def prepare_test(self, x: np.ndarray, seed: int) -> np.ndarray:
         """The test set binarized once: ``uniform < x`` with draws from ``seed``."""
-        rng = np.random.default_rng(seed)
-        return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+        return binarize(x, np.random.default_rng(seed))
+
+
+def binarize(gray: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None):
+    """Binary images drawn from gray ones in [0, 1]: ``uniform < gray``, uniforms float32 from
+    ``rng``, one per pixel in row-major order; into ``out`` (any dtype) when given."""
+    draws = rng.random(gray.shape, dtype=np.float32)
+    if out is None:
+        return np.less(draws, gray).astype(np.float32)
+    return np.less(draws, gray, out=out, casting="unsafe")
 
 
 LIKELIHOODS = {"gaussian": Gaussian(), "bernoulli": Bernoulli()}

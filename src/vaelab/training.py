@@ -1,34 +1,39 @@
-"""Train one VAE into a run folder: ``train(config, run_dir)`` and ``resume(run_dir)``.
+"""Train runs into run folders: ``train(config, run_dir)``, ``train_group`` and ``resume``.
 
-The recipe: check the folder, load the data, write ``config.json``, build the model,
-fit with per-epoch checkpoints, then write the results (``model.keras``,
-``history.csv``, figures, the explorer) and ``metrics.json`` last, which marks the
-run complete. The run folder itself is ``vaelab.runs``'s; the checkpoints are
+One recipe for a run alone and for a population of compatible runs
+(:mod:`vaelab.population`) alike: check every folder, setting and the data before
+anything is written; write each ``config.json``; build each model; fit them in one call
+(:class:`vaelab.fit.Fit`, per-epoch checkpoints); then write each run's results
+(``model.keras``, ``history.csv``, figures, the explorer) and ``metrics.json`` last, which
+marks the run complete. The run folder itself is ``vaelab.runs``'s; the checkpoints are
 ``vaelab.checkpoint``'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from vaelab import checkpoint, cluster, evaluation, explorer, interrupts, plots, preflight, runs
-from vaelab.callbacks import Binarize, CollapseMonitor, KLSchedule, ShuffleSeed, StopOnNonFinite
+from vaelab import checkpoint, cluster, evaluation, explorer, interrupts, keras_seam, plots
+from vaelab import preflight, runs
 from vaelab.config import JobFailed, NonFiniteLoss, TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.devices import check_divisible, distribution_scope
-from vaelab.fit import fit_settings, fit_vae, validation_batch_size
+from vaelab.fit import Fit, Member, fit_settings, validation_batch_size
 from vaelab.models import VAE, build_vae, compile_vae
 from vaelab.preflight import as_dataset, run_dataset
-from vaelab.schedules import burda_learning_rate
 
 HISTORY_COLUMNS = ["loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units",
                    "heldout_kl"]
+# What each member of a population owns; every other setting must be the same.
+MEMBER_FIELDS = ("seed", "kl_scale", "beta", "free_bits", "anneal", "schedule", "heldout_size",
+                 "lab_image")
 
 
 def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: bool = True,
@@ -51,23 +56,101 @@ def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: boo
         UsageError, DataError: unusable settings, data or folder (nothing written).
         NonFiniteLoss: the loss became NaN/inf; the last good checkpoint is kept.
     """
-    run_dir = Path(run_dir)
-    config, dataset = prepare(config, run_dir, overwrite, arrays)
+    return train_group([config], [run_dir], overwrite=overwrite, verbose=verbose,
+                       arrays=arrays)[0]
+
+
+def train_group(configs: list[TrainConfig], run_dirs: list, *, overwrite: bool = False,
+                verbose: bool = True, arrays=None) -> list[dict]:
+    """Train runs in one fit, each into its own folder: one run alone, or several
+    compatible ones (:data:`MEMBER_FIELDS` aside, the same settings) as one population.
+
+    Every folder, setting and the data are checked, then every folder locked, before any is
+    written. Returns each run's ``metrics.json`` contents. Raises ``NonFiniteLoss`` (after
+    writing the others) when a run's loss stopped being finite; otherwise as :func:`train`.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(configs) > 1:
+        if why_alone() is not None:
+            raise UsageError(why_alone())
+        check_compatible(configs)
+        if arrays is None:  # read once, shared by every member (each cuts its own sizes)
+            arrays = Dataset.load(configs[0].data_dir, configs[0].dataset)
+    check_folders(run_dirs, overwrite)
+    prepared, dataset = [], None
+    for config, run_dir in zip(configs, run_dirs, strict=True):
+        config, data = prepare(config, run_dir, overwrite, arrays)
+        if dataset is not None and data.identity != dataset.identity:
+            raise UsageError("runs trained together must train on the same data")
+        dataset = dataset or data
+        prepared.append(config)
+    if len(prepared) > 1:
+        preflight.check_memory(prepared[0], dataset.input_dim, copies=len(prepared),
+                               data_bytes=len(prepared) * dataset.x_train.nbytes)
     cluster.barrier("vaelab: settings, data and run folder checked")  # then process 0 writes
     if not cluster.is_writer():  # process 0 of a job writes the run folder; this one trains
-        with distribution_scope(config):
-            return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset,
-                                   {}, 0, False)
+        with distribution_scope(prepared[0]):
+            return fit_and_finish([Member(prepared[0], new_vae(prepared[0], dataset.input_dim),
+                                          run_dirs[0])], dataset, 0, False)
     if verbose:
-        preflight.warn(config, dataset)
-    runs.make_run_dir(run_dir)
-    with runs.locked(run_dir), distribution_scope(config):
-        runs.check_run_dir(run_dir, overwrite)  # again, now that no one else can write
-        runs.clear(run_dir)  # the run is incomplete until metrics.json comes back
-        runs.write_config(run_dir, config, dataset.identity,
-                          fit_settings(config, len(dataset.x_train)))
-        return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset, {},
-                               0, verbose)
+        for config in prepared:
+            preflight.warn(config, dataset)
+    with contextlib.ExitStack() as stack:
+        for run_dir in run_dirs:  # every folder locked and checked before any is written
+            runs.make_run_dir(run_dir)
+            stack.enter_context(runs.locked(run_dir))
+            runs.check_run_dir(run_dir, overwrite)  # again, now that no one else can write
+        stack.enter_context(distribution_scope(prepared[0]))
+        for i, (config, run_dir) in enumerate(zip(prepared, run_dirs)):
+            runs.clear(run_dir)  # the run is incomplete until metrics.json comes back
+            settings = fit_settings(config, len(dataset.x_train))
+            if len(prepared) > 1:
+                settings["population"] = {"members": len(prepared), "index": i,
+                                          "runs": [str(d) for d in run_dirs]}
+            runs.write_config(run_dir, config, dataset.identity, settings)
+        members = [Member(config, new_vae(config, dataset.input_dim), run_dir)
+                   for config, run_dir in zip(prepared, run_dirs)]
+        return fit_and_finish(members, dataset, 0, verbose)
+
+
+def shared_settings(config: TrainConfig) -> dict:
+    """The settings every member of a population has in common."""
+    return {k: v for k, v in config.to_dict().items() if k not in MEMBER_FIELDS}
+
+
+def check_compatible(configs: list[TrainConfig]) -> None:
+    """``UsageError`` naming the first setting in which two runs trained together differ."""
+    first = shared_settings(configs[0])
+    for config in configs[1:]:
+        for key, value in shared_settings(config).items():
+            if value != first[key]:
+                raise UsageError(f"runs trained together must share {key}: "
+                                 f"{first[key]!r} and {value!r}")
+
+
+def compatible_key(config: TrainConfig) -> str:
+    """Equal for runs that can train together (a run with ``distribute`` trains alone)."""
+    return json.dumps(shared_settings(config), sort_keys=True, default=str)
+
+
+def why_alone() -> str | None:
+    """Why runs cannot train together here, or ``None`` when they can."""
+    if keras.backend.backend() != "jax":
+        return f"population training needs the JAX backend, this is {keras.backend.backend()}"
+    if cluster.process_count() > 1:
+        return "population training runs in one process, this is a job of several"
+    return None
+
+
+def check_folders(run_dirs: list[Path], overwrite: bool) -> None:
+    """Every run folder usable, and no two runs the same folder, before any run starts."""
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:
+        key = run_dir.resolve()
+        if key in seen:
+            raise UsageError(f"two runs would write the same folder: {seen[key]} and {run_dir}")
+        seen[key] = run_dir
+        runs.check_run_dir(run_dir, overwrite)
 
 
 def prepare(config: TrainConfig, run_dir: Path, overwrite: bool, arrays=None
@@ -91,14 +174,14 @@ def prepare(config: TrainConfig, run_dir: Path, overwrite: bool, arrays=None
 
 def new_vae(config: TrainConfig, input_dim: int) -> VAE:
     """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
-    keras.utils.set_random_seed(config.seed)
     config = config.for_data(input_dim)
-    vae = build_vae(input_dim, config.hidden, config.latent_dim,
-                    config.effective_kl_scale(input_dim), seed=config.seed,
-                    likelihood=config.likelihood, activation=config.activation,
-                    model=config.model, classes=config.classes or 0,
-                    free_bits=config.free_bits, objective=config.objective)
-    return compile_vae(vae, config.learning_rate, config.adam_epsilon)
+    with keras_seam.seeded(config.seed):
+        vae = build_vae(input_dim, config.hidden, config.latent_dim,
+                        config.effective_kl_scale(input_dim), seed=config.seed,
+                        likelihood=config.likelihood, activation=config.activation,
+                        model=config.model, classes=config.classes or 0,
+                        free_bits=config.free_bits, objective=config.objective)
+        return compile_vae(vae, config.learning_rate, config.adam_epsilon)
 
 
 def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arrays=None) -> dict:
@@ -134,82 +217,63 @@ def _resume_run(run_dir: Path, overrides: dict | None, verbose: bool, arrays) ->
     with distribution_scope(config):
         state = checkpoint.read_state(run_dir)
         if state is None:  # killed before its first epoch ended
-            return _fit_and_finish(config, run_dir, new_vae(config, dataset.input_dim), dataset,
-                                   {}, 0, verbose)
+            member = Member(config, new_vae(config, dataset.input_dim), run_dir)
+            return fit_and_finish([member], dataset, 0, verbose)[0]
         # Loading builds the model with initial values first: the same seed makes them the
         # same in every process of a job (Keras checks that), before the saved ones replace them.
-        keras.utils.set_random_seed(config.seed)
-        vae = VAE.from_model(checkpoint.load_checkpoint_model(run_dir, state))
+        with keras_seam.seeded(config.seed):
+            vae = VAE.from_model(checkpoint.load_checkpoint_model(run_dir, state))
         if vae.input_dim != dataset.input_dim:
             raise UsageError(f"the model expects {vae.input_dim} pixels per image, "
                              f"the data has {dataset.input_dim}")
         checkpoint.restore_seed_states(vae.model, state["seed_states"])
-        return _fit_and_finish(config, run_dir, vae, dataset, state["history"],
-                               state["epochs_done"], verbose)
+        member = Member(config, vae, run_dir, state["history"])
+        return fit_and_finish([member], dataset, state["epochs_done"], verbose)[0]
 
 
-def learning_rate_callbacks(config: TrainConfig) -> list:
-    """The callback that sets ``config.lr_schedule``'s learning rate each epoch, if any."""
-    if config.lr_schedule != "burda":
-        return []
-    return [keras.callbacks.LearningRateScheduler(
-        lambda epoch, _: burda_learning_rate(epoch, config.learning_rate))]
-
-
-def heldout_inputs(config: TrainConfig, vae: VAE, dataset: Dataset):
-    """The fixed test batch the collapse monitor watches (with labels for a conditional VAE)."""
-    heldout = slice(0, config.heldout_size)
-    return vae.with_labels(dataset.x_test[heldout], dataset.y_test[heldout])
-
-
-def _callbacks(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
-               verbose: bool):
-    """``(callbacks, x_fit, guard, checkpointer)`` for one fit of this run; the checkpointer
-    and the collapse monitor only where this process writes the run folder."""
-    guard = StopOnNonFinite()
-    writer = cluster.is_writer()
-    saver = checkpoint.Checkpoint(run_dir / checkpoint.FOLDER, past) if writer else None
-    callbacks = [interrupts.StopOnSignal(), ShuffleSeed(config.seed)]
-    schedule = config.kl_schedule()
-    if schedule is not None:
-        callbacks.append(KLSchedule(schedule, verbose=verbose))
-    callbacks += learning_rate_callbacks(config)
-    if writer:
-        callbacks.append(CollapseMonitor(heldout_inputs(config, vae, dataset), verbose=verbose))
-    callbacks += [guard, saver] if writer else [guard]
-    x_fit = dataset.x_train
-    if config.model_likelihood.binarized:  # a fresh binarization every epoch
-        x_fit = np.empty_like(dataset.x_train)
-        callbacks.insert(0, Binarize(dataset.x_train, x_fit, config.seed))
-    return callbacks, vae.with_labels(x_fit, dataset.y_train), guard, saver
-
-
-def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, past: dict,
-                    initial_epoch: int, verbose: bool) -> dict:
-    """Fit from ``initial_epoch`` with checkpoints, then write the run's results.
+def fit_and_finish(members: list[Member], dataset: Dataset, initial_epoch: int,
+                   verbose: bool) -> list[dict]:
+    """Fit ``members`` from ``initial_epoch`` with checkpoints, then write each run's results.
 
     A SIGINT/SIGTERM stops the fit at the next step (group) end and raises
-    :class:`~vaelab.interrupts.Interrupted` naming the last checkpoint.
+    :class:`~vaelab.interrupts.Interrupted` naming the last checkpoints.
     """
-    callbacks, x_fit, guard, saver = _callbacks(config, run_dir, vae, dataset, past, verbose)
+    fit = Fit(members, dataset, verbose)
     started = time.perf_counter()
     try:
         with interrupts.deferred():
-            fit_vae(vae, x_fit, dataset, config, callbacks, initial_epoch, verbose)
+            fit.run(initial_epoch)
     except interrupts.Interrupted as exc:
-        exc.checkpoint = _last_checkpoint(saver)
+        exc.checkpoint = fit.last_checkpoints()
         raise
     except Exception as exc:
         if not cluster.lost_contact(exc):
             raise
         if interrupts.pending() is not None:  # stopped with the others: not a failure
-            raise interrupts.Interrupted(interrupts.pending(), _last_checkpoint(saver)) from None
+            raise interrupts.Interrupted(interrupts.pending(), fit.last_checkpoints()) from None
         raise JobFailed(f"{cluster.lost_contact_message(exc)}; "
-                        f"{_last_checkpoint(saver) or 'process 0 keeps the last checkpoint'}"
+                        f"{fit.last_checkpoints() or 'process 0 keeps the last checkpoint'}"
                         ) from None
     seconds = time.perf_counter() - started
-    if guard.where is not None:
-        raise NonFiniteLoss(non_finite_message(guard, saver, run_dir))
+    results, failures = [], []
+    for i, member in enumerate(members):
+        guard, saver = fit.guards[i], fit.savers[i]
+        if guard.where is not None:
+            why = non_finite_message(guard, saver, member.run_dir)
+            failures.append(f"{member.run_dir}: {why}" if fit.together else why)
+            continue
+        fit.export_optimizer_state(i)  # model.keras holds the optimizer, as alone
+        results.append(_finish_member(member, saver, dataset, seconds, initial_epoch, verbose,
+                                      len(members)))
+    if failures:
+        raise NonFiniteLoss("; ".join(failures))
+    return results
+
+
+def _finish_member(member: Member, saver, dataset: Dataset, seconds: float, initial_epoch: int,
+                   verbose: bool, together: int) -> dict:
+    """Write one fitted run's results (in a job of several processes, process 0 does)."""
+    config, vae = member.config, member.vae
     if cluster.process_count() > 1:
         line = (f"process {cluster.process_index()} of {cluster.process_count()}: "
                 f"{config.epochs} epoch(s) trained; weights SHA-256 "
@@ -221,9 +285,10 @@ def _fit_and_finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Datas
             print(line, flush=True)
         with cluster.without_distribution():  # the results from process 0's own copy
             host = VAE.from_model(cluster.host_copy(vae.model))
-            return finish(config, run_dir, host, dataset, saver.history, seconds,
-                           initial_epoch, verbose)
-    return finish(config, run_dir, vae, dataset, saver.history, seconds, initial_epoch, verbose)
+            return finish(config, member.run_dir, host, dataset, saver.history, seconds,
+                          initial_epoch, verbose)
+    return finish(config, member.run_dir, vae, dataset, saver.history, seconds, initial_epoch,
+                  verbose, together=together)
 
 
 def non_finite_message(guard: StopOnNonFinite, saver, run_dir: Path) -> str:
@@ -268,13 +333,6 @@ def finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, histo
     if verbose:
         print(summary_line(run_dir, values))
     return values
-
-
-def _last_checkpoint(saver) -> str | None:
-    if saver is None:
-        return None
-    done = len(saver.history.get("loss", []))
-    return f"last checkpoint: epoch {done}" if done else "no checkpoint yet"
 
 
 def summary_line(run_dir, values: dict) -> str:

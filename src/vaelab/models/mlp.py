@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import keras
 
+from vaelab.keras_seam import seeded
 from vaelab.layers import OurDense, Sampling
 from vaelab.models.conv import conv_decoder, conv_encoder
 from vaelab.models.vae import VAE, assemble
@@ -64,7 +66,7 @@ def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, se
     goes to the sampling layer, ``objective`` (``"elbo"`` or ``"iwae:K"``) to the model. The model
     is not compiled; use :func:`vaelab.models.compile_vae` for the lab's Adam. Layers
     are built in the order encoder, sampling, decoder (the weights drawn under
-    ``keras.utils.set_random_seed`` depend on it).
+    :func:`vaelab.keras_seam.seeded` depend on it).
     """
     encode, decode = (conv_encoder, conv_decoder) if model == "conv" else (mlp_encoder, mlp_decoder)
     encoder = encode(input_dim, _widths(hidden_dim), latent_dim, activation, classes)
@@ -79,10 +81,9 @@ def build_classifier(input_dim=784, seed=None) -> keras.Model:
 
     Categorical cross-entropy on one-hot labels, Adam, accuracy.
     """
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [keras.Input(shape=(input_dim,)), OurDense(32, "relu"), OurDense(10, "softmax")],
-        name="classifier")
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    with contextlib.nullcontext() if seed is None else seeded(seed):
+        model = keras.Sequential(
+            [keras.Input(shape=(input_dim,)), OurDense(32, "relu"), OurDense(10, "softmax")],
+            name="classifier")
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     return model

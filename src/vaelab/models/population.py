@@ -22,9 +22,8 @@ import types
 import keras
 from keras import ops
 
-from vaelab.models.vae import ScannedSteps, VAEModel
-
-ADAM_SLOTS = ("_momentums", "_velocities")  # Keras' Adam: one of each per variable
+from vaelab.keras_seam import ScannedSteps, copy_adam_state
+from vaelab.models.vae import VAEModel
 
 
 def member_key(name: str, index: int) -> str:
@@ -100,20 +99,3 @@ class Population(ScannedSteps, keras.Model):
         saves what its alone run would."""
         member = self.members[index]
         copy_adam_state(self.optimizer, member.optimizer, member.trainable_variables)
-
-
-def copy_adam_state(source, target, variables) -> None:
-    """``target``'s Adam state for ``variables`` := ``source``'s (both Keras Adam
-    optimizers built over ``variables``; ``target`` is built here if it is not)."""
-    for optimizer in (source, target):
-        if not isinstance(optimizer, keras.optimizers.Adam) or optimizer.amsgrad:
-            raise ValueError(f"a population copies Adam's state; received "
-                             f"{type(optimizer).__name__}")
-    if not target.built:
-        target.build(variables)
-    target.iterations.assign(source.iterations)
-    target.learning_rate = float(ops.convert_to_numpy(source.learning_rate))
-    for variable in variables:
-        for slot in ADAM_SLOTS:
-            value = getattr(source, slot)[source._get_variable_index(variable)]
-            getattr(target, slot)[target._get_variable_index(variable)].assign(value)

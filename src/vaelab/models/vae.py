@@ -10,7 +10,6 @@ from the :class:`VAE` object, never by a layer name.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import keras
 import numpy as np
@@ -18,36 +17,8 @@ from keras import ops
 
 from vaelab import likelihoods, objectives
 from vaelab.devices import predict
+from vaelab.keras_seam import ScannedSteps
 from vaelab.layers import Sampling
-
-
-class ScannedSteps:
-    """Keras' train function, except under JAX with ``steps_per_execution > 1``.
-
-    Mixed into a ``keras.Model`` (before it): :class:`VAEModel` and the population
-    (:mod:`vaelab.population`) train their steps this way.
-    """
-
-    def make_train_function(self, force=False):
-        """There Keras would still dispatch one compiled step per batch from Python;
-        here each run of equal-shaped batches in a group of ``steps_per_execution``
-        is stacked and trained by one compiled ``jax.lax.scan`` over Keras' own
-        ``train_step``. The steps, their order and their noise are the same; only
-        the Python work between them is gone. Callbacks see the group's end, as
-        Keras documents for ``steps_per_execution``; ``train_function.step_losses``
-        then holds the running mean loss after each step of the group, and
-        ``train_function.step_logs`` every log after each step (a dict of arrays).
-        """
-        steps = self.steps_per_execution
-        scanned = (steps > 1 and keras.backend.backend() == "jax" and not self.run_eagerly
-                   and self.jit_compile and keras.distribution.distribution() is None)
-        current = getattr(self.train_function, "steps", 1)
-        if self.train_function is not None and not force and current == (steps if scanned else 1):
-            return
-        if not scanned:
-            super().make_train_function(force=True)
-            return
-        self.train_function = _scanned_train_function(self, steps)
 
 
 @keras.saving.register_keras_serializable(package="vaelab")
@@ -180,57 +151,6 @@ class VAEModel(ScannedSteps, keras.Model):
         terms = objectives.iwae_terms(log_w, log_px, log_ratio, sampling.kl_scale,
                                       self.likelihood.log_normalizer(pixels, variance))
         return terms
-
-
-def _has_convolutions(model: keras.Model) -> bool:
-    return any(isinstance(layer, keras.layers.Conv2D) for layer in walk_layers(model))
-
-
-def _scanned_train_function(model: keras.Model, steps: int):
-    """``(state, iterator) -> (logs, state)`` for up to ``steps`` batches (JAX only)."""
-    import jax
-
-    single = jax.jit(model.train_step, donate_argnums=0)
-    # XLA's CPU convolutions inside a rolled loop ran 2.5x slower than as single steps
-    # (conv model, 2 048 images at batch 32: 17.1 s against 6.8 s an epoch); unrolled
-    # groups run at the single-step pace (6.7 s). Dense models keep the rolled loop.
-    unroll = steps if _has_convolutions(model) else 1
-
-    def scan(state, batches):
-        def body(state, batch):
-            logs, state = model.train_step(state, batch)
-            return state, logs
-
-        state, logs = jax.lax.scan(body, state, batches, unroll=unroll)  # logs: each (n,)
-        return {name: value[-1] for name, value in logs.items()}, state, logs
-
-    scanned = jax.jit(scan, donate_argnums=0)
-
-    def shapes(batch):
-        return tuple(None if a is None else a.shape for a in keras.tree.flatten(batch))
-
-    def stack(*arrays):
-        return None if arrays[0] is None else np.stack(arrays)
-
-    def function(state, iterator):
-        batches = [next(iterator), *itertools.islice(iterator, steps - 1)]
-        step_logs = []
-        for _, group in itertools.groupby(batches, key=shapes):  # the last batch may be short
-            group = list(group)
-            if len(group) == 1:
-                logs, state = single(state, group[0])
-                step_logs.append({name: ops.reshape(value, (1,)) for name, value in logs.items()})
-            else:
-                logs, state, group_logs = scanned(state, keras.tree.map_structure(stack, *group))
-                step_logs.append(group_logs)
-        function.step_logs = step_logs
-        function.step_losses = [group["loss"] for group in step_logs]
-        return logs, state
-
-    function.steps = steps
-    function.step_losses = []
-    function.step_logs = []
-    return function
 
 
 @dataclasses.dataclass(frozen=True)
