@@ -4,8 +4,8 @@
                                   [--k 100] [--latent 16] [--json out.json] [--out DIR]
                                   [--dataset mnist fashion-mnist] [--likelihood gaussian bernoulli]
 
-Every family trains through ``vaelab.training.train`` (the path of ``vaelab train``) and is
-evaluated by ``vaelab.evaluation.evaluate`` (the path of ``vaelab evaluate``), so the run
+Every family trains through ``vaelab.training.trainer.train`` (the path of ``vaelab train``) and is
+evaluated by ``vaelab.analysis.evaluation.evaluate`` (the path of ``vaelab evaluate``), so the run
 folders under ``--out`` are ordinary runs. Reported per family, dataset and likelihood:
 test MSE of the reconstructions from the encoder means, the IWAE estimate of −log p(x)
 with exactly ``--k`` samples per test image, the active units (of ``--latent``) and the
@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 import vaelab  # noqa: F401  (selects the JAX backend)
-from vaelab import runs
-from vaelab.config import TrainConfig
-from vaelab.evaluation import evaluate
-from vaelab.training import train
+from vaelab.analysis.evaluation import evaluate
+from vaelab.core.config import TrainConfig
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 FAMILIES = {
     "mlp 512 relu (lab)": {},

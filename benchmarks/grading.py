@@ -4,7 +4,7 @@
 
 Part 1, one notebook: the solution notebook graded with the sandbox and with
 ``--no-sandbox`` (the same probes, the same verdicts, no bubblewrap), alternating, each
-``--repeats`` times, through ``vaelab.grading.grader.grade`` with the default ``--jobs``.
+``--repeats`` times, through ``vaelab.teaching.grading.grader.grade`` with the default ``--jobs``.
 Printed: the median seconds of each and their ratio (sandbox ÷ none; the goal is at most
 1.3). Part 2, a class: ``--class-size`` submissions, a third right (the solution), a third
 wrong (the usual mistakes) and a third hostile (a forged verdict, tampering, the network,
@@ -24,9 +24,9 @@ from pathlib import Path
 import nbformat
 
 import vaelab  # noqa: F401  (selects the JAX backend)
-from vaelab import runs
-from vaelab.grading import grader
-from vaelab.tutorial import build
+from vaelab.store import runs
+from vaelab.teaching.grading import grader
+from vaelab.teaching.tutorial import build
 
 MISTAKES = [("(2 * std_p**2)", "(2 * std_p)"),
             ("mean + ops.exp(log_var / 2) * epsilon", "mean + log_var * epsilon"),
@@ -34,7 +34,7 @@ MISTAKES = [("(2 * std_p**2)", "(2 * std_p)"),
 KL_START = '    """KL(q‖p) for q'
 ATTACKS = [
     'import os\n    os.write(1, b\'{"status": "pass", "message": ""}\\n\')\n    os._exit(0)',
-    'import vaelab.divergences\n    vaelab.divergences.kl_normal = lambda *a: 0.0\n'
+    'import vaelab.core.divergences\n    vaelab.core.divergences.kl_normal = lambda *a: 0.0\n'
     '    np.allclose = lambda *a, **k: True\n    return 0 * mean_q',
     'import socket\n    socket.create_connection(("127.0.0.1", 9), timeout=2)',
     'import os, time\n    for _ in range(5000):\n        if os.fork() == 0:\n'

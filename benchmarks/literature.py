@@ -21,9 +21,9 @@ import argparse
 import time
 
 import vaelab  # noqa: F401  (selects the JAX backend)
-from vaelab.config import TrainConfig
-from vaelab.evaluation import evaluate
-from vaelab.training import train
+from vaelab.analysis.evaluation import evaluate
+from vaelab.core.config import TrainConfig
+from vaelab.training.trainer import train
 
 PUBLISHED = {"Burda et al. 2015, VAE, dynamic binarization": 86.76,
              "reproduction, static binarization": 89.78}

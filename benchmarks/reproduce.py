@@ -8,8 +8,8 @@ encoder and mirrored decoder, Bernoulli likelihood of logits, training images bi
 afresh at every use (each epoch), batch 20, Adam (β₁ 0.9, β₂ 0.999, ε 1e-4), learning rate
 1e-3·10^(−i/7) for 3^i passes, i = 0 … 7 (3 280 passes). Models: the VAE (the ELBO, k = 1),
 and the IWAE with k = 5 and k = 50 (``--objective iwae:K``). Each is trained by
-``vaelab.training.train`` (the path of ``vaelab train``) and evaluated by
-``vaelab.evaluation.evaluate`` with IWAE k = 5000 on the 10 000 test images (binarized
+``vaelab.training.trainer.train`` (the path of ``vaelab train``) and evaluated by
+``vaelab.analysis.evaluation.evaluate`` with IWAE k = 5000 on the 10 000 test images (binarized
 once with a fixed seed). ``--passes N`` truncates the schedule to its first N passes (the
 learning rate follows the same stages), so that a run fits a budget; the full schedule is
 for a machine with an accelerator. Every row prints the exact ``vaelab`` command that
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import vaelab  # noqa: F401  (selects the JAX backend)
-from vaelab import runs
-from vaelab.config import TrainConfig
-from vaelab.evaluation import evaluate
-from vaelab.training import train
+from vaelab.analysis.evaluation import evaluate
+from vaelab.core.config import TrainConfig
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 FULL_PASSES = sum(3**i for i in range(8))  # 3 280
 

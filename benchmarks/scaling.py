@@ -31,8 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from vaelab import runs
-
+from vaelab.store import runs
 SETTINGS = {
     "1 device": ([], {}),
     "1 process × 2 devices": (["--distribute"],

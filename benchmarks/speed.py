@@ -62,8 +62,8 @@ def peak_mb() -> float:
 
 def load():
     import vaelab  # noqa: F401  (selects the JAX backend)
-    from vaelab.config import TrainConfig
-    from vaelab.preflight import run_dataset
+    from vaelab.core.config import TrainConfig
+    from vaelab.training.preflight import run_dataset
 
     return TrainConfig, run_dataset
 
@@ -74,8 +74,8 @@ def vaelab_epochs(config, dataset, epochs, between=None):
 
     import keras
 
-    from vaelab.fit import Fit, Member
-    from vaelab.training import new_vae
+    from vaelab.training.fit import Fit, Member
+    from vaelab.training.trainer import new_vae
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):
@@ -227,8 +227,7 @@ def part_inference(args) -> dict:
 
 
 def part_iwae(args) -> dict:
-    from vaelab import bounds
-
+    from vaelab.analysis import bounds
     TrainConfig, load_dataset = load()
     config = TrainConfig(epochs=1, train_size=2048)
     dataset = load_dataset(config)
@@ -248,8 +247,8 @@ def part_iwae(args) -> dict:
 def part_population_members(args) -> dict:
     """One N: steady epoch seconds of N members together and of one run alone, interleaved."""
     TrainConfig, load_dataset = load()
-    from vaelab.fit import Fit, Member
-    from vaelab.training import new_vae
+    from vaelab.training.fit import Fit, Member
+    from vaelab.training.trainer import new_vae
 
     n = args.members
     results = {}
@@ -397,8 +396,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.json and not args.part:
         import vaelab  # noqa: F401  (selects the JAX backend before Keras loads)
-        from vaelab import runs
-
+        from vaelab.store import runs
         runs.check_output_file(args.json, "--json")
     if args.part:  # a child: one part, its numbers and peak memory as JSON on the last line
         values = PARTS[args.part](args)
@@ -445,8 +443,7 @@ def main() -> None:
 def write_report(path, report: dict) -> None:
     """The numbers so far as JSON (atomically), when ``--json`` was given."""
     if path:
-        from vaelab import runs
-
+        from vaelab.store import runs
         runs.write_text(path, json.dumps(report, indent=2) + "\n")
 
 

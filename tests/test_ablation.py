@@ -5,8 +5,10 @@ import re
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import ablation, cli, runs
-from vaelab.plots import DPI
+from vaelab import cli
+from vaelab.analysis.plots import DPI
+from vaelab.experiments import ablation
+from vaelab.store import runs
 
 
 def test_every_method_is_the_unscaled_lab_model_plus_one_change():

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import runs
-
+from vaelab.store import runs
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--hidden-dim", "32", "--latent-dim", "4", "--batch-size", "32", "--quiet"]
 
@@ -125,8 +124,8 @@ def test_populations_fall_back_to_one_by_one_under_torch(tmp_path):
     """Under torch the runs train one by one, whatever ``--together`` says (one line)."""
     script = ("import vaelab\n"
               "from vaelab import population\n"
-              "from vaelab.config import TrainConfig\n"
-              "population.training.train_group = lambda configs, run_dirs, **_: "
+              "from vaelab.core.config import TrainConfig\n"
+              "population.trainer.train_group = lambda configs, run_dirs, **_: "
               "[print('alone', d) for d in run_dirs]\n"
               f"plan = [population.Run(TrainConfig(seed=s), r'{tmp_path}/s' + str(s)) "
               "for s in (0, 1)]\n"

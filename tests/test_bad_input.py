@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir, write_idx
 
-from vaelab import cli, runs
-from vaelab.config import TrainConfig, UsageError
-from vaelab.training import train
+from vaelab import cli
+from vaelab.core.config import TrainConfig, UsageError
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 TINY = ["--epochs", "1", "--hidden-dim", "8", "--latent-dim", "2", "--batch-size", "16",
         "--quiet"]

@@ -4,10 +4,10 @@ import pytest
 from conftest import several_steps
 from keras import ops
 
-from vaelab import schedules
-from vaelab.callbacks import KLAnnealing, KLSchedule
-from vaelab.divergences import kl_standard_normal
-from vaelab.models import build_vae, compile_vae
+from vaelab.core import schedules
+from vaelab.core.divergences import kl_standard_normal
+from vaelab.core.models import build_vae, compile_vae
+from vaelab.training.callbacks import KLAnnealing, KLSchedule
 
 
 def test_kl_annealing_lab_weights_over_20_epochs(capsys):
@@ -75,7 +75,7 @@ def test_annealing_really_changes_the_compiled_loss(steps):
 def test_non_finite_loss_is_found_at_its_batch_inside_a_scanned_group(steps):
     """An image with a NaN pixel makes the 7th batch's loss NaN; with steps grouped by 5
     the guard checks at the group's end and still names batch 7."""
-    from vaelab.callbacks import StopOnNonFinite
+    from vaelab.training.callbacks import StopOnNonFinite
 
     x = np.random.default_rng(0).random((160, 12)).astype(np.float32)  # 10 batches of 16
     x[6 * 16 + 3, 5] = np.nan

@@ -94,7 +94,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 
 def test_train_rejects_unwritable_out(tmp_path, data_dir, capsys, monkeypatch):
-    from vaelab import runs
+    from vaelab.store import runs
 
     # Root can write anywhere, so permissions are simulated through os.access.
     monkeypatch.setattr(runs.os, "access", lambda path, mode: False)

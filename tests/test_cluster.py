@@ -1,4 +1,4 @@
-"""vaelab.cluster: the job's options, each process's rows, and the host copy of a model.
+"""vaelab.dist.cluster: the job's options, each process's rows, and the host copy of a model.
 
 The multi-process runs themselves are in test_multiprocess.py.
 """
@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaelab import cli, cluster
-from vaelab.config import UsageError
-from vaelab.models import build_vae, compile_vae
+from vaelab import cli
+from vaelab.core.config import UsageError
+from vaelab.core.models import build_vae, compile_vae
+from vaelab.dist import cluster
 
 
 @pytest.mark.parametrize("text, expected", [("127.0.0.1:1234", ("127.0.0.1", 1234)),

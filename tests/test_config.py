@@ -1,6 +1,6 @@
 import pytest
 
-from vaelab.config import TrainConfig, UsageError, format_scale, parse_kl_scale
+from vaelab.core.config import TrainConfig, UsageError, format_scale, parse_kl_scale
 
 
 @pytest.mark.parametrize("text,value", [("1/784", 1 / 784), ("0.5", 0.5), ("1", 1.0), (2, 2.0)])

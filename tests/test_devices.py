@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from vaelab import devices
-from vaelab.config import TrainConfig, UsageError
+from vaelab.core.config import TrainConfig, UsageError
+from vaelab.dist import devices
 
 
 def test_single_device_defaults():

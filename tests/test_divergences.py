@@ -4,7 +4,7 @@ from keras import ops
 from conftest import jacobians
 from scipy import stats
 
-from vaelab.divergences import kl_diagonal_normals, kl_normal, kl_standard_normal
+from vaelab.core.divergences import kl_diagonal_normals, kl_normal, kl_standard_normal
 
 N_MC = 400_000
 

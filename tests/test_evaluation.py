@@ -6,10 +6,11 @@ from conftest import make_idx_dir
 from scipy import stats
 from scipy.special import logsumexp
 
-from vaelab import cli, runs
-from vaelab.config import TrainConfig, UsageError
-from vaelab.evaluation import evaluate
-from vaelab.training import train
+from vaelab import cli
+from vaelab.analysis.evaluation import evaluate
+from vaelab.core.config import TrainConfig, UsageError
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 SMALL = dict(epochs=2, batch_size=32, hidden_dim=32, latent_dim=4, train_size=256, test_size=64)
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import cli, explorer
-from vaelab.config import TrainConfig
-from vaelab.models import build_vae, compile_vae
-from vaelab.training import train
+from vaelab import cli
+from vaelab.analysis import explorer
+from vaelab.core.config import TrainConfig
+from vaelab.core.models import build_vae, compile_vae
+from vaelab.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYWRIGHT = ROOT / "build" / "node" / "node_modules" / "playwright-core"
@@ -152,7 +153,7 @@ def test_run_names_are_html_escaped():
 def test_every_supported_activation_matches_keras(tmp_path):
     """The page's activations against Keras' on [-6, 6], to 1e-6 (GELU's erf: 1.5e-7)."""
     require(shutil.which("node"), "node")
-    from vaelab.config import ACTIVATIONS
+    from vaelab.core.config import ACTIVATIONS
 
     x = np.linspace(-6, 6, 97).astype(np.float32)
     (tmp_path / "case.json").write_text(json.dumps({"x": x.tolist(), "names": ACTIVATIONS}))

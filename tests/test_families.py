@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir, several_steps
 
-from vaelab import cli, runs
-from vaelab.config import TrainConfig
-from vaelab.models import build_classifier, build_vae, compile_vae
-from vaelab.plots import prior_samples
-from vaelab.training import train
+from vaelab import cli
+from vaelab.analysis.plots import prior_samples
+from vaelab.core.config import TrainConfig
+from vaelab.core.models import build_classifier, build_vae, compile_vae
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 SUBSET = dict(train_size=4000, test_size=500, batch_size=32, latent_dim=8)
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import cluster, population, training
-from vaelab.config import TrainConfig
-from vaelab.feeding import Feed, epoch_order
-from vaelab.likelihoods import binarize
+from vaelab.core.config import TrainConfig
+from vaelab.core.likelihoods import binarize
+from vaelab.dist import cluster
+from vaelab.training import population, trainer
+from vaelab.training.feeding import Feed, epoch_order
 
 # Recorded once: the order of the first epoch of a run seeded 0 on 32 images, and of
 # 0-based epoch 3 of a run seeded 7 on 10. An upgrade that moves them fails here.
@@ -97,7 +98,7 @@ def test_training_leaves_numpys_global_generator_alone(tmp_path):
                          hidden_dim=8, latent_dim=2, likelihood="bernoulli")
     np.random.seed(1234)
     before = numpy_state()
-    training.train(config, tmp_path / "alone", verbose=False)
+    trainer.train(config, tmp_path / "alone", verbose=False)
     population.train_many([population.Run(dataclasses.replace(config, seed=s), tmp_path / f"p{s}")
                            for s in (1, 2)], verbose=False, max_members=2)
     assert_same_state(before, numpy_state())

@@ -12,9 +12,10 @@ import re
 import nbformat
 import pytest
 
-from vaelab import cli, grading
-from vaelab.grading import exercises, grader, reports
-from vaelab.tutorial import build
+from vaelab import cli
+from vaelab.teaching import grading
+from vaelab.teaching.grading import exercises, grader, reports
+from vaelab.teaching.tutorial import build
 
 ALL = [e.name for e in grading.EXERCISES]
 
@@ -145,7 +146,7 @@ def test_a_timeout_kills_what_the_student_code_started(notebooks, tmp_path):
     (found by a marker in its command line)."""
     import uuid
 
-    from test_grading_sandbox import leftovers
+    from test_grading_sandbox import leftovers_after
 
     out, paths = notebooks
     marker = f"vaelab-spawned-{uuid.uuid4().hex}"
@@ -157,7 +158,7 @@ def test_a_timeout_kills_what_the_student_code_started(notebooks, tmp_path):
     ])
     results = grading.check_file(spawner, timeout=15)
     assert results["kl_normal"].message == "ran longer than 15 s (an endless loop?)"
-    assert leftovers(marker) == []
+    assert leftovers_after(marker) == []
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
@@ -210,7 +211,7 @@ def test_a_class_folder_csv_feedback_and_the_same_seed_regrades_identically(note
 
 def test_a_crash_leaves_the_earlier_csv_and_no_probe_running(notebooks, tmp_path, monkeypatch,
                                                             capsys):
-    from test_grading_sandbox import leftovers
+    from test_grading_sandbox import leftovers_after
 
     out, paths = notebooks
     grades = tmp_path / "grades.csv"
@@ -227,7 +228,7 @@ def test_a_crash_leaves_the_earlier_csv_and_no_probe_running(notebooks, tmp_path
                   "--seed", "1"])
     assert calls == [1]
     assert grades.read_text() == "earlier grades\n"
-    assert leftovers("vaelab.grading.probes") == []
+    assert leftovers_after("vaelab.teaching.grading.probes") == []
 
 
 def test_csv_cells_cannot_become_formulas():

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import numpy as np
 import pytest
 
 import vaelab
-from vaelab.grading import exercises, grader, sandbox
-from vaelab.tutorial import build
+from vaelab.teaching.grading import exercises, grader, sandbox
+from vaelab.teaching.tutorial import build
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
@@ -83,6 +84,15 @@ def leftovers(marker: str) -> list[int]:
     return found
 
 
+def leftovers_after(marker: str, seconds: float = 10.0) -> list[int]:
+    """:func:`leftovers`, once they are gone or ``seconds`` have passed: the kernel kills the
+    rest of a PID namespace after its first process dies, but not at the same instant."""
+    deadline = time.monotonic() + seconds
+    while (found := leftovers(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 def digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -103,14 +113,14 @@ def hostile_class(course, folder: Path, port: int, marker: str):
     secret = folder / "teacher-secret.txt"
     secret.write_text("answers")
     outside = folder / "written-by-a-student.txt"
-    package = Path(vaelab.__file__).with_name("divergences.py")
+    package = Path(vaelab.__file__).parent / "core" / "divergences.py"
     forged = ('import os, sys\n'
               'line = b\'{"status": "pass", "message": "ok"}\\n\'\n'
               'os.write(1, line); sys.__stdout__.write(line.decode()); sys.__stdout__.flush()\n'
               'os.write(2, line)\n'
               'os._exit(0)')
-    tamper = ('import builtins, json, vaelab.divergences\n'
-              'vaelab.divergences.kl_normal = lambda *a: kl_normal(*a)\n'
+    tamper = ('import builtins, json, vaelab.core.divergences\n'
+              'vaelab.core.divergences.kl_normal = lambda *a: kl_normal(*a)\n'
               'np.allclose = lambda *a, **k: True\n'
               'builtins.abs = lambda x: 0 * x\n'
               'return np.log(std_p / std_q) + (std_q**2 + (mean_q - mean_p) ** 2) / (2 * std_p) - 0.5')
@@ -211,7 +221,7 @@ def check_hostile(record_by_name, expected, before, listener, marker):
         listener.accept()                      # nobody connected
     assert not before["outside"].exists()
     assert digest(before["package_path"]) == before["package"]
-    left = leftovers(marker) + leftovers("vaelab.grading.probes")
+    left = leftovers(marker) + leftovers("vaelab.teaching.grading.probes")
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left running: {left}"

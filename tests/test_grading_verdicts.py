@@ -1,4 +1,4 @@
-"""The grader's side alone: reading a probe's report (vaelab.grading.wire), the verdicts
+"""The grader's side alone: reading a probe's report (vaelab.teaching.grading.wire), the verdicts
 against references computed here, and the inputs drawn from the seed. No sandbox: a
 report is whatever bytes a hostile probe could write."""
 
@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from vaelab.config import UsageError
-from vaelab.grading import exercises, verdicts
-from vaelab.grading.wire import Report, Unusable, decode_array, encode
+from vaelab.core.config import UsageError
+from vaelab.teaching.grading import exercises, verdicts
+from vaelab.teaching.grading.wire import Report, Unusable, decode_array, encode
 
 
 def report(fields) -> Report:

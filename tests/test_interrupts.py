@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import finish, make_idx_dir, self_signal_script, start_vaelab
 
-from vaelab import cli, runs
-
+from vaelab import cli
+from vaelab.store import runs
 SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, anneal="2:2", seed=5,
              train_size=192, test_size=48)
 LONG = dict(epochs=400, batch_size=16, hidden_dim=16, latent_dim=3, seed=1)

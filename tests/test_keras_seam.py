@@ -1,4 +1,4 @@
-"""Contract tests: each assumption ``vaelab.keras_seam`` makes about Keras, against the
+"""Contract tests: each assumption ``vaelab.core.keras_seam`` makes about Keras, against the
 installed Keras. A failure names the Keras version and the assumption that broke; see
 ``docs/architecture.md`` ("The seam to Keras") for what to do then."""
 
@@ -8,14 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from vaelab import keras_seam
-from vaelab.keras_seam import ScannedSteps
+from vaelab.core import keras_seam
+from vaelab.core.keras_seam import ScannedSteps
 
 JAX = keras.backend.backend() == "jax"
 
 
 def broken(assumption: str) -> str:
-    return f"Keras {keras.__version__}: {assumption} no longer holds (vaelab.keras_seam)"
+    return f"Keras {keras.__version__}: {assumption} no longer holds (vaelab.core.keras_seam)"
 
 
 @keras.saving.register_keras_serializable(package="vaelab_tests")

@@ -3,8 +3,9 @@ import re
 import numpy as np
 import pytest
 
-from vaelab import cli, runs
-from vaelab.lab import experiments
+from vaelab import cli
+from vaelab.experiments.lab import experiments
+from vaelab.store import runs
 
 NUMPY_STATES = []  # NumPy's global generator before and after the quick lab
 RUNS = ["02-vae", "03-vae-unscaled", "04-anneal", "05-anneal-unscaled"]
@@ -62,7 +63,7 @@ def test_quick_lab_collapse_verdicts(quick_lab):
 
 @pytest.mark.mnist
 def test_report_is_remade_from_the_run_folders(quick_lab):
-    from vaelab.report import write_report
+    from vaelab.experiments.report import write_report
 
     before = (quick_lab / "report.md").read_text()
     (quick_lab / "report.md").unlink()

@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from vaelab import cli, launch
-from vaelab.config import UsageError
+from vaelab import cli
+from vaelab.core.config import UsageError
+from vaelab.dist import launch
 
 
 def test_each_process_gets_the_job_and_distribute():

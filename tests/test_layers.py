@@ -4,8 +4,8 @@ import pytest
 from conftest import jacobians  # the backend's autodiff (JAX or torch)
 from keras import ops
 
-from vaelab.divergences import kl_standard_normal
-from vaelab.layers import OurDense, Sampling
+from vaelab.core.divergences import kl_standard_normal
+from vaelab.core.layers import OurDense, Sampling
 
 
 def to_np(x):

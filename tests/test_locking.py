@@ -9,8 +9,8 @@ import pytest
 from conftest import finish, make_idx_dir
 from conftest import start_vaelab as start
 
-from vaelab import cli, runs
-
+from vaelab import cli
+from vaelab.store import runs
 TRAIN = ["--hidden-dim", "16", "--latent-dim", "3", "--batch-size", "16", "--quiet"]
 
 

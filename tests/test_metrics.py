@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 
-from vaelab import bounds, metrics
-
-
+from vaelab.analysis import bounds, metrics
 def test_active_units_counts_dimensions_by_variance():
     rng = np.random.default_rng(0)
     means = np.column_stack([rng.normal(0, 1, 5000), rng.normal(0, 0.05, 5000),
@@ -175,7 +173,7 @@ def test_mutual_information_matches_the_closed_form_of_the_exact_posterior():
 def test_log_weights_match_a_float64_numpy_reference(likelihood):
     """The compiled log w (with the expanded square for the Gaussian, and without it)
     against log p(x|z) + log p(z) − log q(z|x) computed in float64 from the decoder."""
-    from vaelab.models import build_vae
+    from vaelab.core.models import build_vae
 
     vae = build_vae(input_dim=784, hidden_dim=64, latent_dim=4, seed=3)
     rng = np.random.default_rng(4)

@@ -4,9 +4,9 @@ import pytest
 from conftest import several_steps
 from keras import ops
 
-from vaelab import metrics
+from vaelab.analysis import metrics
+from vaelab.core.models import VAE, build_classifier, build_vae, compile_vae
 from vaelab.data import to_vectors
-from vaelab.models import VAE, build_classifier, build_vae, compile_vae
 
 
 def data(n=256, d=784, seed=0):
@@ -89,7 +89,7 @@ def test_compile_with_an_optimizer_alone_or_with_the_labs_mse():
     """``compile(optimizer=...)`` takes the likelihood's loss; the lab's
     ``compile(loss="mse", optimizer="adam")`` gives the same training, step for step
     (unshuffled: Keras draws its shuffling randomness differently when a loss is compiled;
-    vaelab's runs draw each epoch's order themselves, vaelab.feeding)."""
+    vaelab's runs draw each epoch's order themselves, vaelab.training.feeding)."""
     x = data(64, 12)
     histories = []
     for loss in (None, "mse"):

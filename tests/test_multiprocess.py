@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import cluster, runs
-from vaelab.config import UsageError
+from vaelab.core.config import UsageError
+from vaelab.dist import cluster
+from vaelab.store import runs
 
 TIMEOUT = 240  # seconds any child may run
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--quiet"]

@@ -9,11 +9,11 @@ import pytest
 from conftest import jacobians
 from keras import ops
 
-from vaelab import likelihoods, objectives
-from vaelab.config import TrainConfig, UsageError
-from vaelab.layers import Sampling
-from vaelab.models.mlp import build_vae
-from vaelab.models.vae import VAE, compile_vae
+from vaelab.core import likelihoods, objectives
+from vaelab.core.config import TrainConfig, UsageError
+from vaelab.core.layers import Sampling
+from vaelab.core.models.mlp import build_vae
+from vaelab.core.models.vae import VAE, compile_vae
 
 
 def to_np(x):
@@ -338,7 +338,7 @@ def test_config_records_objectives():
 
 
 def test_burda_learning_rate_stages():
-    from vaelab.schedules import burda_learning_rate
+    from vaelab.core.schedules import burda_learning_rate
 
     ends = np.cumsum([3**i for i in range(8)])                  # 1, 4, 13, … 3 280
     assert ends[-1] == 3280
@@ -354,15 +354,14 @@ def test_burda_schedule_and_adam_epsilon_reach_the_compiled_step(tmp_path):
     scheduled and a constant run agree, the second ones differ; ε is Adam's."""
     from conftest import make_idx_dir
 
-    from vaelab.training import train
+    from vaelab.training.trainer import train
 
     make_idx_dir(tmp_path / "data", n_train=128, n_test=32)
     common = dict(epochs=2, batch_size=16, hidden_dim=8, latent_dim=2,
                   data_dir=str(tmp_path / "data"), adam_epsilon=1e-4)
     train(TrainConfig(lr_schedule="burda", **common), tmp_path / "burda", verbose=False)
     train(TrainConfig(**common), tmp_path / "constant", verbose=False)
-    from vaelab import runs
-
+    from vaelab.store import runs
     burda = runs.read_history_csv(tmp_path / "burda" / "history.csv")
     constant = runs.read_history_csv(tmp_path / "constant" / "history.csv")
     np.testing.assert_allclose(burda["learning_rate"], [1e-3, 1e-3 * 10 ** (-1 / 7)], rtol=1e-6)
@@ -387,7 +386,7 @@ def test_config_refuses_bad_optimizer_settings(change, message):
 def test_conditional_iwae_repeats_each_label_for_its_samples():
     """A conditional VAE's IWAE loss decodes every draw with its own image's label: equal to
     the formula written with the labels repeated K times."""
-    from vaelab.models.vae import one_hot
+    from vaelab.core.models.vae import one_hot
 
     keras.utils.set_random_seed(0)
     pixels, k = 12, 3

@@ -13,8 +13,8 @@ from conftest import make_idx_dir
 
 import vaelab
 from vaelab import cli
-from vaelab.config import TrainConfig
-from vaelab.training import train
+from vaelab.core.config import TrainConfig
+from vaelab.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,8 +83,8 @@ def test_load_model_in_a_fresh_interpreter_after_import_vaelab(installed):
 
 
 def test_import_leaves_the_matplotlib_backend_alone(tmp_path):
-    code = ("import matplotlib; matplotlib.use('pdf'); import vaelab, vaelab.plots, "
-            "vaelab.training, vaelab.lab; print(matplotlib.get_backend())")
+    code = ("import matplotlib; matplotlib.use('pdf'); import vaelab, vaelab.analysis.plots, "
+            "vaelab.training.trainer, vaelab.experiments.lab; print(matplotlib.get_backend())")
     assert run([sys.executable, "-c", code], cwd=tmp_path).strip() == "pdf"
 
 

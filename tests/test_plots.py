@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 
-from vaelab import plots
-
-
+from vaelab.analysis import plots
 def test_pca_2d_recovers_the_leading_directions():
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(2000, 2)) * [5.0, 2.0]

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir, saved_weights
 
-from vaelab import checkpoint, population, runs, training
-from vaelab.config import NonFiniteLoss, TrainConfig, UsageError
-from vaelab.models.population import member_logs
+from vaelab.core.config import NonFiniteLoss, TrainConfig, UsageError
+from vaelab.core.models.population import member_logs
+from vaelab.store import runs
+from vaelab.training import checkpoint, population, trainer
 
 # 650 images at batch 16: 40 full batches in scanned groups of 4, then a short one of 10.
 SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, train_size=650, test_size=64)
@@ -46,7 +47,7 @@ def assert_same_run(alone, together, members):
 
 def train_alone_and_together(tmp_path, configs):
     for i, config in enumerate(configs):
-        training.train(config, tmp_path / f"alone-{i}", verbose=False)
+        trainer.train(config, tmp_path / f"alone-{i}", verbose=False)
     population.train_many([population.Run(c, tmp_path / f"together-{i}")
                            for i, c in enumerate(configs)], verbose=False,
                           max_members=len(configs))
@@ -88,7 +89,7 @@ def test_binarized_conditional_iwae_members_train_as_alone(tmp_path, data_dir):
 def test_a_member_whose_loss_is_not_finite_stops_alone(tmp_path, data_dir):
     base = TrainConfig(data_dir=str(data_dir), **SMALL)
     good, bad = dataclasses.replace(base, seed=1), dataclasses.replace(base, kl_scale=1e38)
-    training.train(good, tmp_path / "alone", verbose=False)
+    trainer.train(good, tmp_path / "alone", verbose=False)
     with pytest.raises(NonFiniteLoss) as caught:
         population.train_many([population.Run(good, tmp_path / "good"),
                                 population.Run(bad, tmp_path / "bad")], verbose=False,
@@ -120,8 +121,8 @@ def signal_in_epoch_3(name: str, then: str) -> str:
 
 
 KILL_IN_EPOCH_3 = signal_in_epoch_3("SIGKILL", """
-from vaelab import population
-from vaelab.config import TrainConfig
+from vaelab.core.config import TrainConfig
+from vaelab.training import population
 configs = [TrainConfig(**eval(sys.argv[1]), seed=s) for s in (7, 8)]
 population.train_many([population.Run(c, f"{sys.argv[2]}/together-{i}")
                        for i, c in enumerate(configs)], verbose=False, max_members=2)
@@ -145,8 +146,8 @@ def test_members_killed_mid_epoch_resume_alone_exactly(tmp_path, data_dir):
     for i, seed in enumerate((7, 8)):
         stopped = tmp_path / f"together-{i}"
         assert checkpoint.read_state(stopped)["epochs_done"] == 2
-        training.resume(stopped, verbose=False)
-        training.train(TrainConfig(**settings, seed=seed), tmp_path / f"alone-{i}", verbose=False)
+        trainer.resume(stopped, verbose=False)
+        trainer.train(TrainConfig(**settings, seed=seed), tmp_path / f"alone-{i}", verbose=False)
         a, b = history(tmp_path / f"alone-{i}"), history(stopped)
         for key in a:
             np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=1e-7, err_msg=key)
@@ -198,7 +199,7 @@ def test_on_a_cpu_runs_train_one_by_one_unless_asked(monkeypatch, capsys, tmp_pa
     """The default follows the device: one by one on a CPU (one line says so), up to 8
     together on an accelerator."""
     trained = []
-    monkeypatch.setattr(population.training, "train_group",
+    monkeypatch.setattr(population.trainer, "train_group",
                         lambda configs, run_dirs, **_: trained.extend(run_dirs) or [{}])
     plan = [population.Run(TrainConfig(seed=s), tmp_path / f"s{s}") for s in (0, 1)]
     assert population.default_max_members() == population.MAX_MEMBERS_CPU == 1  # CI: a CPU

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir, saved_weights, self_signal_script
 
-from vaelab import cli, runs
-
+from vaelab import cli
+from vaelab.store import runs
 SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, anneal="2:2", seed=5,
              train_size=192, test_size=48)
 

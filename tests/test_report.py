@@ -1,6 +1,6 @@
 import numpy as np
 
-from vaelab.report import _baseline, _describe
+from vaelab.experiments.report import _baseline, _describe
 
 
 def run(name, kl_scale, anneal, active, collapsed, weights=None, units=None):
@@ -122,7 +122,7 @@ def seeded(name, kl_scale, anneal, results):
 
 
 def test_several_seeds_give_mean_std_and_claims_only_where_all_agree():
-    from vaelab.report import _describe_seeds
+    from vaelab.experiments.report import _describe_seeds
 
     base = seeded("plain", 1.0, None, [(0, True)] * 3)
     kept = seeded("kept", 1.0, "4:8", [(12, False), (10, False), (14, False)])
@@ -146,7 +146,7 @@ def test_several_seeds_give_mean_std_and_claims_only_where_all_agree():
 
 
 def test_spread_of_one_value_has_no_deviation():
-    from vaelab.report import mean_std, spread
+    from vaelab.experiments.report import mean_std, spread
 
     assert spread([0.5], 2) == "0.50"
     assert spread([1, 2, 3], 1) == "2.0 ± 1.0"

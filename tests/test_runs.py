@@ -3,9 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from vaelab import runs
-
-
+from vaelab.store import runs
 def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):
     target = tmp_path / "a.json"
     runs.write_json(target, {"x": 1})

@@ -2,9 +2,7 @@ import functools
 
 import pytest
 
-from vaelab import schedules
-
-
+from vaelab.core import schedules
 def test_linear_lab_weights_for_20_epochs():
     weights = [schedules.linear(e, start=4, duration=8) for e in range(1, 21)]
     assert weights == [0, 0, 0, 0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875] + [1.0] * 9

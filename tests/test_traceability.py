@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import cli, runs
-from vaelab.config import TrainConfig
+from vaelab import cli
+from vaelab.core.config import TrainConfig
 from vaelab.data import Dataset, idx, load_idx_dir, sources
-from vaelab.training import train
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 SMALL = dict(epochs=1, hidden_dim=16, latent_dim=3)
 

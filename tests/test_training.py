@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
-from vaelab import runs
-from vaelab.config import TrainConfig, UsageError
-from vaelab.training import train
+from vaelab.core.config import TrainConfig, UsageError
+from vaelab.store import runs
+from vaelab.training.trainer import train
 
 TINY = dict(epochs=2, batch_size=32, hidden_dim=16, latent_dim=4)
 HISTORY_COLUMNS = ["epoch", "loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units",
@@ -79,9 +79,9 @@ def test_metrics_match_the_saved_model(tiny_run):
     """metrics.json is recomputable from model.keras and the data it names."""
     import keras
 
-    from vaelab import metrics as m
+    from vaelab.analysis import metrics as m
+    from vaelab.core.models import VAE
     from vaelab.data import load_idx_dir, to_vectors
-    from vaelab.models import VAE
 
     run_dir, metrics, config = tiny_run
     vae = VAE.from_model(keras.models.load_model(run_dir / "model.keras", safe_mode=True))
@@ -124,7 +124,7 @@ def test_collapse_verdicts_on_mnist(tmp_path, kl_scale, collapsed):
 
 
 def test_validation_runs_in_large_batches_that_fit_the_training_batch():
-    from vaelab.fit import validation_batch_size
+    from vaelab.training.fit import validation_batch_size
 
     assert validation_batch_size(TrainConfig()) == 992  # 31 batches of 32
     assert validation_batch_size(TrainConfig(batch_size=256)) == 768
@@ -132,7 +132,7 @@ def test_validation_runs_in_large_batches_that_fit_the_training_batch():
 
 
 def test_steps_per_execution_divides_the_epoch_where_it_can():
-    from vaelab.fit import steps_per_execution
+    from vaelab.training.fit import steps_per_execution
 
     def steps(n_images, **settings):
         return steps_per_execution(n_images, TrainConfig(**settings))
@@ -148,7 +148,7 @@ def test_progress_is_one_line_per_epoch_when_not_on_a_terminal(monkeypatch):
     import io
     import sys
 
-    from vaelab.fit import progress_mode
+    from vaelab.training.fit import progress_mode
 
     monkeypatch.setattr(sys, "stdout", io.StringIO())  # a log file, not a terminal
     assert progress_mode(False) == 0
@@ -178,7 +178,7 @@ def test_mlp_of_any_shape_and_activation(tmp_path):
 
 def test_conv_runs_take_short_groups():
     """Conv groups are unrolled (see VAEModel.make_train_function), so they stay short."""
-    from vaelab.fit import MAX_STEPS_CONV, steps_per_execution
+    from vaelab.training.fit import MAX_STEPS_CONV, steps_per_execution
 
     assert steps_per_execution(60000, TrainConfig(model="conv")) <= MAX_STEPS_CONV == 8
     assert steps_per_execution(60000, TrainConfig()) == 125

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from vaelab import cli
-from vaelab.tutorial import DEFAULT_SOURCE, MarkerError, parse_blocks, render
+from vaelab.teaching.tutorial import DEFAULT_SOURCE, MarkerError, parse_blocks, render
 
 GOOD = """a = 1
 def f():
@@ -125,7 +125,7 @@ def test_build_formats(tmp_path, fmt, names):
 def test_notebooks_have_text_math_and_code_cells_and_rebuild_identically(tmp_path):
     import nbformat
 
-    from vaelab.tutorial import build
+    from vaelab.teaching.tutorial import build
 
     paths = build(tmp_path, fmt="ipynb")
     student = nbformat.read(paths["student notebook"], as_version=4)

@@ -6,8 +6,14 @@ compilation cache, and registers every Keras class vaelab defines: after
 ``import vaelab``, ``keras.models.load_model`` reads any vaelab model file.
 """
 
+import importlib
+import importlib.abc
+import importlib.metadata
+import importlib.util
 import os
+import sys
 import tempfile
+import warnings
 
 from vaelab.paths import user_cache_dir as user_cache_dir
 
@@ -37,34 +43,76 @@ if os.environ["KERAS_BACKEND"] == "torch" and os.environ.get("VAELAB_TORCH_THREA
 
     torch.set_num_threads(int(os.environ["VAELAB_TORCH_THREADS"]))
 
-__version__ = "0.2.0"
+try:  # the version lives in pyproject.toml alone
+    __version__ = importlib.metadata.version("vaelab")
+except importlib.metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
 
 # The public API. Importing these registers vaelab's Keras classes (layers, VAEModel,
 # the Bernoulli loss) with Keras' serialization.
-from vaelab.callbacks import KLAnnealing as KLAnnealing  # noqa: E402
-from vaelab.callbacks import KLSchedule as KLSchedule  # noqa: E402
-from vaelab.data import DataError as DataError  # noqa: E402
-from vaelab.data import Dataset as Dataset  # noqa: E402
-from vaelab.data import load_idx_dir as load_idx_dir  # noqa: E402
-from vaelab.data import load_mnist as load_mnist  # noqa: E402
-from vaelab.data import to_vectors as to_vectors  # noqa: E402
-from vaelab.divergences import kl_diagonal_normals as kl_diagonal_normals  # noqa: E402
-from vaelab.divergences import kl_normal as kl_normal  # noqa: E402
-from vaelab.divergences import kl_standard_normal as kl_standard_normal  # noqa: E402
-from vaelab.layers import OurDense as OurDense  # noqa: E402
-from vaelab.layers import Sampling as Sampling  # noqa: E402
-from vaelab.likelihoods import Bernoulli as Bernoulli  # noqa: E402
-from vaelab.likelihoods import Gaussian as Gaussian  # noqa: E402
-from vaelab.models import VAE as VAE  # noqa: E402
-from vaelab.models import VAEModel as VAEModel  # noqa: E402
-from vaelab.models import assemble as assemble  # noqa: E402
-from vaelab.models import build_classifier as build_classifier  # noqa: E402
-from vaelab.models import build_vae as build_vae  # noqa: E402
-from vaelab.models import compile_vae as compile_vae  # noqa: E402
+from vaelab.core.divergences import kl_diagonal_normals as kl_diagonal_normals, kl_normal as kl_normal, kl_standard_normal as kl_standard_normal  # noqa: E402
+from vaelab.core.layers import OurDense as OurDense, Sampling as Sampling  # noqa: E402
+from vaelab.core.likelihoods import Bernoulli as Bernoulli, Gaussian as Gaussian  # noqa: E402
+from vaelab.core.models import VAE as VAE, VAEModel as VAEModel, assemble as assemble, build_classifier as build_classifier, build_vae as build_vae, compile_vae as compile_vae  # noqa: E402
+from vaelab.data import DataError as DataError, Dataset as Dataset, load_idx_dir as load_idx_dir, load_mnist as load_mnist, to_vectors as to_vectors  # noqa: E402
+from vaelab.training.callbacks import KLAnnealing as KLAnnealing, KLSchedule as KLSchedule  # noqa: E402
+
+# Lazily: these import the training and analysis stack (Matplotlib among it).
+_LAZY = {"TrainConfig": "vaelab.core.config", "UsageError": "vaelab.core.config",
+         "train": "vaelab.training.trainer", "resume": "vaelab.training.trainer",
+         "train_many": "vaelab.training.population", "Run": "vaelab.training.population",
+         "evaluate": "vaelab.analysis.evaluation"}
+
+# Where the modules of vaelab 0.2 went when 0.3 arranged the package by role
+# (docs/architecture.md). Their old names still import, as the very same modules, with a
+# DeprecationWarning; they go in 0.4.
+_MOVED = {
+    "config": "core.config", "divergences": "core.divergences", "likelihoods": "core.likelihoods",
+    "objectives": "core.objectives", "layers": "core.layers", "schedules": "core.schedules",
+    "models": "core.models", "devices": "dist.devices", "cluster": "dist.cluster",
+    "launch": "dist.launch", "runs": "store.runs", "metrics": "analysis.metrics",
+    "bounds": "analysis.bounds", "evaluation": "analysis.evaluation", "plots": "analysis.plots",
+    "explorer": "analysis.explorer", "preflight": "training.preflight", "fit": "training.fit",
+    "callbacks": "training.callbacks", "checkpoint": "training.checkpoint",
+    "interrupts": "training.interrupts", "population": "training.population",
+    "lab": "experiments.lab", "ablation": "experiments.ablation", "report": "experiments.report",
+    "tutorial": "teaching.tutorial", "grading": "teaching.grading",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports ``vaelab.<old>[.rest]`` as the module ``vaelab.<new>[.rest]`` itself."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        parts = fullname.split(".")
+        if len(parts) > 1 and parts[0] == "vaelab" and parts[1] in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        parts = spec.name.split(".")
+        new = ".".join(["vaelab", _MOVED[parts[1]], *parts[2:]])
+        warnings.warn(f"{spec.name} is now {new} (vaelab 0.3); the old name goes in 0.4",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module(new)
+
+    def exec_module(self, module):
+        pass  # the module is the new one, already executed
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _MovedModules())
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
+
 
 __all__ = [
     "Bernoulli", "DataError", "Dataset", "Gaussian", "KLAnnealing", "KLSchedule", "OurDense",
     "Sampling", "VAE", "VAEModel", "__version__", "assemble", "build_classifier", "build_vae",
     "compile_vae", "kl_diagonal_normals", "kl_normal", "kl_standard_normal", "load_idx_dir",
-    "load_mnist", "to_vectors", "user_cache_dir",
+    "load_mnist", "to_vectors", "user_cache_dir", *_LAZY,
 ]

@@ -14,14 +14,16 @@ import traceback
 import numpy as np
 
 import vaelab
-from vaelab import cluster, data, interrupts
-from vaelab.cluster import COORDINATOR_TIMEOUT
-from vaelab.launch import GRACE_SECONDS
+from vaelab import data
+from vaelab.core.config import (ACTIVATIONS, JobFailed, MODELS, NonFiniteLoss, NotebookFailed,
+                                TrainConfig, UsageError)
+from vaelab.core.schedules import LEARNING_RATE_SCHEDULES
 from vaelab.data.sources import DATASETS, TITLES
-from vaelab.config import (ACTIVATIONS, MODELS, JobFailed, NonFiniteLoss, NotebookFailed,
-                           TrainConfig, UsageError)
-from vaelab.schedules import LEARNING_RATE_SCHEDULES
-from vaelab.tutorial import FORMATS
+from vaelab.dist import cluster
+from vaelab.dist.cluster import COORDINATOR_TIMEOUT
+from vaelab.dist.launch import GRACE_SECONDS
+from vaelab.teaching.tutorial import FORMATS
+from vaelab.training import interrupts
 
 
 def _data_fetch(args) -> None:
@@ -83,18 +85,16 @@ def _train(args) -> None:
                                 args.process_id, args.coordinator_timeout)
     if job is not None:  # a multi-process job: joined before Keras builds anything
         cluster.start(job)
-    from vaelab import training
-
+    from vaelab.training import trainer
     if args.resume is not None:
-        training.resume(args.resume, overrides=given, verbose=verbose)
+        trainer.resume(args.resume, overrides=given, verbose=verbose)
     else:
-        training.train(config, args.out or _default_out(), overwrite=args.overwrite,
+        trainer.train(config, args.out or _default_out(), overwrite=args.overwrite,
                        verbose=verbose)
 
 
 def _launch(args) -> int:
-    from vaelab import launch
-
+    from vaelab.dist import launch
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     if train_args[:1] == ["train"]:  # the train options are checked here, once, not N times
         _train_config(build_parser().parse_args(train_args))
@@ -102,31 +102,27 @@ def _launch(args) -> int:
 
 
 def _evaluate(args) -> None:
-    from vaelab import evaluation
-
+    from vaelab.analysis import evaluation
     evaluation.evaluate(args.run_dir, k=args.k, data_dir=args.data_dir, verbose=not args.quiet,
                         test_size=args.test_size, force=args.force)
 
 
 def _tutorial_build(args) -> None:
-    from vaelab import tutorial
-
+    from vaelab.teaching import tutorial
     paths = tutorial.build(args.out, args.source, overwrite=args.overwrite, fmt=args.format)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
 
 
 def _tutorial_run(args) -> None:
-    from vaelab import tutorial
-
+    from vaelab.teaching import tutorial
     paths = tutorial.run_notebook(args.notebook, out=args.out, quick=args.quick, html=args.html)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
 
 
 def _tutorial_check(args) -> int:
-    from vaelab import grading
-
+    from vaelab.teaching import grading
     return grading.main(args.submissions, as_json=args.json, csv_path=args.csv,
                         timeout=args.timeout, jobs=args.jobs, seed=args.seed,
                         feedback=args.feedback, use_sandbox=not args.no_sandbox,
@@ -134,28 +130,24 @@ def _tutorial_check(args) -> int:
 
 
 def _explore(args) -> None:
-    from vaelab import explorer
-
+    from vaelab.analysis import explorer
     print(explorer.write_explorer(args.run_dir, out=args.out, data_dir=args.data_dir))
 
 
 def _sample(args) -> None:
-    from vaelab import plots
-
+    from vaelab.analysis import plots
     print(plots.write_samples(args.run_dir, out=args.out, n=args.n, label=args.label,
                               seed=args.seed))
 
 
 def _lab(args) -> None:
-    from vaelab import lab
-
+    from vaelab.experiments import lab
     lab.run_lab(args.out, quick=args.quick, data_dir=args.data_dir, overwrite=args.overwrite,
                 verbose=not args.quiet, seeds=args.seeds, together=args.together)
 
 
 def _ablate(args) -> None:
-    from vaelab import ablation
-
+    from vaelab.experiments import ablation
     ablation.run_ablation(args.out, seeds=args.seeds, quick=args.quick, data_dir=args.data_dir,
                           overwrite=args.overwrite, verbose=not args.quiet,
                           together=args.together)

@@ -125,7 +125,7 @@ class Dataset:
     def select(self, train_size: int | None, test_size: int | None, likelihood,
                seed: int = 0) -> "Dataset":
         """The first ``train_size`` / ``test_size`` images, the test set prepared for
-        ``likelihood`` (a :mod:`vaelab.likelihoods` object; ``seed`` for its binarization)."""
+        ``likelihood`` (a :mod:`vaelab.core.likelihoods` object; ``seed`` for its binarization)."""
         n_train = len(self.x_train) if train_size is None else min(train_size, len(self.x_train))
         n_test = len(self.x_test) if test_size is None else min(test_size, len(self.x_test))
         return dataclasses.replace(

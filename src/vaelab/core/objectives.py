@@ -1,0 +1,115 @@
+"""Training objectives: what a VAE's loss estimates (``keras.ops``: every backend).
+
+- ``elbo`` (the lab's): the reconstruction loss of one sample z ~ q(z|x) plus the KL in
+  closed form times the KL scale (``VAEModel``'s default path; the sampling layer adds the
+  KL term, with free bits if asked).
+- ``iwae:K`` (Burda et al. 2015, eq. 8): K samples z_k ~ q(z|x) per image and the bound
+  ``L_K = log (1/K) Σ_k w_k`` with ``w_k = p(x|z_k) p(z_k) / q(z_k|x)``, computed by a
+  log-sum-exp; the decoder runs once on the ``B·K`` rows. ``iwae:1`` is the ELBO with its
+  KL estimated by the same sample (equal to the closed-form KL in expectation, value and
+  gradient).
+
+Scale: the loss is ``s · (−L_K − log Z)`` with ``s`` the KL scale and ``log Z`` the
+likelihood's normalising constant (0 for Bernoulli), so that for K = 1 it reads like the
+ELBO objective: Gaussian ``MSE + s·KL̂`` (the lab's scale, σ² = D·s/2), Bernoulli
+``BCE + KL̂`` in nats. The parts the history records, each a batch mean:
+
+- ``reconstruction_loss``: ``s · (−log p(x|z_k) − log Z)`` averaged over the K samples
+  (the Gaussian: MSE; the Bernoulli: summed cross-entropy);
+- ``kl_loss``: ``s · (log q(z_k|x) − log p(z_k))`` averaged over the K samples;
+- ``importance_gain``: ``s · (L_K − mean_k log w_k) ≥ 0``, what the K samples gain over
+  their average ELBO, so ``loss = reconstruction_loss + kl_loss − importance_gain``;
+- ``iwae_bound``: ``L_K`` itself, nats per image (a lower bound on log p(x)).
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras import ops
+
+from vaelab.core.likelihoods import LOG_2PI
+
+
+class ELBO:
+    """The evidence lower bound with the KL in closed form: one sample per image."""
+
+    name = "elbo"
+    samples = 1
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IWAE:
+    """The importance-weighted bound of ``samples`` draws per image."""
+
+    def __init__(self, samples: int):
+        self.samples = samples
+        self.name = f"iwae:{samples}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse(text) -> ELBO | IWAE:
+    """``"elbo"`` or ``"iwae:K"`` (K ≥ 1) → an objective; ``ValueError`` naming the forms."""
+    if isinstance(text, (ELBO, IWAE)):
+        return text
+    expected = f"--objective must be elbo or iwae:K with K a positive integer, received {text!r}"
+    if text == "elbo":
+        return ELBO()
+    kind, _, k = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if (kind != "iwae" or not (k.isascii() and k.isdecimal()) or int(k) < 1
+            or k != str(int(k))):
+        raise ValueError(expected)
+    return IWAE(int(k))
+
+
+def log_prior_and_posterior(z, log_var, eps):
+    """``(log p(z), log q(z|x))`` for ``z = mean + exp(log_var/2)·eps``: ``(B, K, L) -> (B, K)`` each.
+
+    ``log q(z|x) = −½ Σ (log 2π + log σ² + ε²)``, ``log p(z) = −½ Σ (log 2π + z²)``;
+    ``log_var`` is ``(B, 1, L)`` or broadcasts to ``z``.
+    """
+    log_pz = -0.5 * ops.sum(LOG_2PI + ops.square(z), -1)
+    log_qz = -0.5 * ops.sum(LOG_2PI + log_var + ops.square(eps), -1)
+    return log_pz, log_qz
+
+
+def log_weights(decode, likelihood, variance, x, mean, log_var, eps, label=None):
+    """``log w = log p(x|z) + log p(z) − log q(z|x)`` for each draw: ``(B, K)``, and its two parts.
+
+    Args:
+        decode: ``rows -> decoded (B·K, D)``; rows are ``z (B·K, L)``, or ``[z, label]``.
+        likelihood: a :mod:`vaelab.core.likelihoods` object; ``variance``: its σ² (Gaussian).
+        x: ``(B, D)`` images; ``mean``, ``log_var``: ``(B, L)``; ``eps``: ``(B, K, L)``.
+        label: ``(B, C)`` one-hot labels of a conditional VAE, repeated for each draw.
+
+    Returns:
+        ``(log_w, log_px, log_ratio)``, each ``(B, K)``.
+    """
+    b, k, latent = ops.shape(eps)
+    log_var = ops.expand_dims(log_var, 1)
+    z = ops.expand_dims(mean, 1) + ops.exp(0.5 * log_var) * eps        # (B, K, L)
+    rows = ops.reshape(z, (b * k, latent))
+    if label is not None:
+        rows = [rows, ops.repeat(label, k, axis=0)]                     # (B·K, C)
+    decoded = ops.reshape(decode(rows), (b, k, -1))                     # (B, K, D)
+    log_px = likelihood.log_prob(ops.expand_dims(x, 1), decoded, variance, xp=ops)
+    log_pz, log_qz = log_prior_and_posterior(z, log_var, eps)
+    return log_px + log_pz - log_qz, log_px, log_pz - log_qz
+
+
+def iwae_terms(log_w, log_px, log_ratio, scale: float, log_normalizer: float) -> dict:
+    """The IWAE loss and its parts (see the module docstring) from ``(B, K)`` log-weights."""
+    k = ops.shape(log_w)[1]
+    bound = ops.mean(ops.logsumexp(log_w, axis=1) - math.log(k))      # L_K, batch mean
+    average = ops.mean(log_w)                                           # mean_k log w_k
+    return {
+        "loss": scale * (-bound - log_normalizer),
+        "reconstruction_loss": scale * (-ops.mean(log_px) - log_normalizer),
+        "kl_loss": scale * -ops.mean(log_ratio),
+        "importance_gain": scale * (bound - average),
+        "iwae_bound": bound,
+    }

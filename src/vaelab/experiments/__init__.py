@@ -1,0 +1,1 @@
+"""Many runs and their report: the lab (``lab``), the ablation (``ablation``), ``report``."""

@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes and run folders (their config, history, model, data and lock)."""

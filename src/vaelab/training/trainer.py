@@ -1,0 +1,343 @@
+"""Train runs into run folders: ``train(config, run_dir)``, ``train_group`` and ``resume``.
+
+One recipe for a run alone and for a population of compatible runs
+(:mod:`vaelab.training.population`) alike: check every folder, setting and the data before
+anything is written; write each ``config.json``; build each model; fit them in one call
+(:class:`vaelab.training.fit.Fit`, per-epoch checkpoints); then write each run's results
+(``model.keras``, ``history.csv``, figures, the explorer) and ``metrics.json`` last, which
+marks the run complete. The run folder itself is ``vaelab.store.runs``'s; the checkpoints are
+``vaelab.training.checkpoint``'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import keras
+
+from vaelab.analysis import evaluation, explorer, plots
+from vaelab.core import keras_seam
+from vaelab.core.config import JobFailed, NonFiniteLoss, TrainConfig, UsageError
+from vaelab.core.models import VAE, build_vae, compile_vae
+from vaelab.data import Dataset
+from vaelab.dist import cluster
+from vaelab.dist.devices import check_divisible, distribution_scope
+from vaelab.store import runs
+from vaelab.training import checkpoint, interrupts, preflight
+from vaelab.training.fit import Fit, Member, fit_settings, validation_batch_size
+from vaelab.training.preflight import as_dataset, run_dataset
+
+HISTORY_COLUMNS = ["loss", "reconstruction_loss", "kl_loss", "kl_weight", "active_units",
+                   "heldout_kl"]
+# What each member of a population owns; every other setting must be the same.
+MEMBER_FIELDS = ("seed", "kl_scale", "beta", "free_bits", "anneal", "schedule", "heldout_size",
+                 "lab_image")
+
+
+def train(config: TrainConfig, run_dir, *, overwrite: bool = False, verbose: bool = True,
+          arrays=None) -> dict:
+    """Train a VAE under ``config`` and write the run folder ``run_dir``.
+
+    Args:
+        config: the validated settings.
+        run_dir: the output folder; must be new or empty unless ``overwrite``.
+        overwrite: reuse a non-empty folder (its vaelab files are replaced).
+        verbose: Keras' progress bar, the KL schedule's lines and the summary.
+        arrays: a :class:`~vaelab.data.Dataset`, or ``((x_train, y_train), (x_test, y_test))``
+            to train on instead of ``config.data_dir``; images uint8 ``(n, h, w)`` or float
+            ``(n, pixels)`` in [0, 1]. ``config.json`` records their content fingerprint.
+
+    Returns:
+        The contents of ``metrics.json``.
+
+    Raises:
+        UsageError, DataError: unusable settings, data or folder (nothing written).
+        NonFiniteLoss: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    return train_group([config], [run_dir], overwrite=overwrite, verbose=verbose,
+                       arrays=arrays)[0]
+
+
+def train_group(configs: list[TrainConfig], run_dirs: list, *, overwrite: bool = False,
+                verbose: bool = True, arrays=None) -> list[dict]:
+    """Train runs in one fit, each into its own folder: one run alone, or several
+    compatible ones (:data:`MEMBER_FIELDS` aside, the same settings) as one population.
+
+    Every folder, setting and the data are checked, then every folder locked, before any is
+    written. Returns each run's ``metrics.json`` contents. Raises ``NonFiniteLoss`` (after
+    writing the others) when a run's loss stopped being finite; otherwise as :func:`train`.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(configs) > 1:
+        if why_alone() is not None:
+            raise UsageError(why_alone())
+        check_compatible(configs)
+        if arrays is None:  # read once, shared by every member (each cuts its own sizes)
+            arrays = Dataset.load(configs[0].data_dir, configs[0].dataset)
+    check_folders(run_dirs, overwrite)
+    prepared, dataset = [], None
+    for config, run_dir in zip(configs, run_dirs, strict=True):
+        config, data = prepare(config, run_dir, overwrite, arrays)
+        if dataset is not None and data.identity != dataset.identity:
+            raise UsageError("runs trained together must train on the same data")
+        dataset = dataset or data
+        prepared.append(config)
+    if len(prepared) > 1:
+        preflight.check_memory(prepared[0], dataset.input_dim, copies=len(prepared),
+                               data_bytes=len(prepared) * dataset.x_train.nbytes)
+    cluster.barrier("vaelab: settings, data and run folder checked")  # then process 0 writes
+    if not cluster.is_writer():  # process 0 of a job writes the run folder; this one trains
+        with distribution_scope(prepared[0]):
+            return fit_and_finish([Member(prepared[0], new_vae(prepared[0], dataset.input_dim),
+                                          run_dirs[0])], dataset, 0, False)
+    if verbose:
+        for config in prepared:
+            preflight.warn(config, dataset)
+    with contextlib.ExitStack() as stack:
+        for run_dir in run_dirs:  # every folder locked and checked before any is written
+            runs.make_run_dir(run_dir)
+            stack.enter_context(runs.locked(run_dir))
+            runs.check_run_dir(run_dir, overwrite)  # again, now that no one else can write
+        stack.enter_context(distribution_scope(prepared[0]))
+        for i, (config, run_dir) in enumerate(zip(prepared, run_dirs)):
+            runs.clear(run_dir)  # the run is incomplete until metrics.json comes back
+            settings = fit_settings(config, len(dataset.x_train))
+            if len(prepared) > 1:
+                settings["population"] = {"members": len(prepared), "index": i,
+                                          "runs": [str(d) for d in run_dirs]}
+            runs.write_config(run_dir, config, dataset.identity, settings)
+        members = [Member(config, new_vae(config, dataset.input_dim), run_dir)
+                   for config, run_dir in zip(prepared, run_dirs)]
+        return fit_and_finish(members, dataset, 0, verbose)
+
+
+def shared_settings(config: TrainConfig) -> dict:
+    """The settings every member of a population has in common."""
+    return {k: v for k, v in config.to_dict().items() if k not in MEMBER_FIELDS}
+
+
+def check_compatible(configs: list[TrainConfig]) -> None:
+    """``UsageError`` naming the first setting in which two runs trained together differ."""
+    first = shared_settings(configs[0])
+    for config in configs[1:]:
+        for key, value in shared_settings(config).items():
+            if value != first[key]:
+                raise UsageError(f"runs trained together must share {key}: "
+                                 f"{first[key]!r} and {value!r}")
+
+
+def compatible_key(config: TrainConfig) -> str:
+    """Equal for runs that can train together (a run with ``distribute`` trains alone)."""
+    return json.dumps(shared_settings(config), sort_keys=True, default=str)
+
+
+def why_alone() -> str | None:
+    """Why runs cannot train together here, or ``None`` when they can."""
+    if keras.backend.backend() != "jax":
+        return f"population training needs the JAX backend, this is {keras.backend.backend()}"
+    if cluster.process_count() > 1:
+        return "population training runs in one process, this is a job of several"
+    return None
+
+
+def check_folders(run_dirs: list[Path], overwrite: bool) -> None:
+    """Every run folder usable, and no two runs the same folder, before any run starts."""
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:
+        key = run_dir.resolve()
+        if key in seen:
+            raise UsageError(f"two runs would write the same folder: {seen[key]} and {run_dir}")
+        seen[key] = run_dir
+        runs.check_run_dir(run_dir, overwrite)
+
+
+def prepare(config: TrainConfig, run_dir: Path, overwrite: bool, arrays=None
+            ) -> tuple[TrainConfig, Dataset]:
+    """Check the folder, the settings and the data before anything is written: the
+    config as the run records it (KL scale, classes and data folder filled in) and its data."""
+    runs.check_run_dir(run_dir, overwrite)
+    dataset = run_dataset(config, as_dataset(arrays))
+    if config.data_dir is not None:  # recorded as an absolute path
+        config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).absolute()))
+    config = config.for_data(dataset.input_dim)
+    if config.conditional:
+        config = dataclasses.replace(config, classes=dataset.classes)
+    preflight.check_memory(config, dataset.input_dim)
+    distribution_scope(config)  # refuse --distribute where it cannot work, before writing
+    if config.distribute:
+        check_divisible(config, len(dataset.x_train), len(dataset.x_test),
+                        validation_batch_size(config))
+    return config, dataset
+
+
+def new_vae(config: TrainConfig, input_dim: int) -> VAE:
+    """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
+    config = config.for_data(input_dim)
+    with keras_seam.seeded(config.seed):
+        vae = build_vae(input_dim, config.hidden, config.latent_dim,
+                        config.effective_kl_scale(input_dim), seed=config.seed,
+                        likelihood=config.likelihood, activation=config.activation,
+                        model=config.model, classes=config.classes or 0,
+                        free_bits=config.free_bits, objective=config.objective)
+        return compile_vae(vae, config.learning_rate, config.adam_epsilon)
+
+
+def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arrays=None) -> dict:
+    """Continue an interrupted run from its last checkpoint (or from scratch if it has none).
+
+    ``overrides`` are settings the user gave again; each must equal the saved
+    one. The resumed run ends with the same weights as an uninterrupted one.
+    """
+    run_dir = Path(run_dir)
+    writer = cluster.is_writer()  # another process of a job reads the folder, never writes
+    with runs.open_run(run_dir, complete=None, lock=writer) as config:
+        return _resume_run(run_dir, config, overrides, verbose and writer, arrays)
+
+
+def _resume_run(run_dir: Path, config: TrainConfig, overrides: dict | None, verbose: bool,
+                arrays) -> dict:
+    for key, value in (overrides or {}).items():
+        if getattr(config, key) != getattr(dataclasses.replace(config, **{key: value}), key):
+            raise UsageError(f"--resume {run_dir}: {key.replace('_', '-')}={value!r} differs from "
+                             f"the run's {getattr(config, key)!r}")
+    if runs.is_complete(run_dir):
+        raise UsageError(f"--resume {run_dir}: the run is already complete")
+    if cluster.is_writer():
+        runs.remove_temporaries(run_dir)
+    data = as_dataset(arrays)
+    if data is None:
+        data = runs.load_run_data(run_dir, config)
+    else:
+        runs.check_run_data(run_dir, data)
+    dataset = run_dataset(config, data)
+    with distribution_scope(config):
+        state = checkpoint.read_state(run_dir)
+        if state is None:  # killed before its first epoch ended
+            member = Member(config, new_vae(config, dataset.input_dim), run_dir)
+            return fit_and_finish([member], dataset, 0, verbose)[0]
+        # Loading builds the model with initial values first: the same seed makes them the
+        # same in every process of a job (Keras checks that), before the saved ones replace them.
+        with keras_seam.seeded(config.seed):
+            vae = VAE.from_model(checkpoint.load_checkpoint_model(run_dir, state))
+        if vae.input_dim != dataset.input_dim:
+            raise UsageError(f"the model expects {vae.input_dim} pixels per image, "
+                             f"the data has {dataset.input_dim}")
+        checkpoint.restore_seed_states(vae.model, state["seed_states"])
+        member = Member(config, vae, run_dir, state["history"])
+        return fit_and_finish([member], dataset, state["epochs_done"], verbose)[0]
+
+
+def fit_and_finish(members: list[Member], dataset: Dataset, initial_epoch: int,
+                   verbose: bool) -> list[dict]:
+    """Fit ``members`` from ``initial_epoch`` with checkpoints, then write each run's results.
+
+    A SIGINT/SIGTERM stops the fit at the next step (group) end and raises
+    :class:`~vaelab.training.interrupts.Interrupted` naming the last checkpoints.
+    """
+    fit = Fit(members, dataset, verbose)
+    started = time.perf_counter()
+    try:
+        with interrupts.deferred():
+            fit.run(initial_epoch)
+    except interrupts.Interrupted as exc:
+        exc.checkpoint = fit.last_checkpoints()
+        raise
+    except Exception as exc:
+        if not cluster.lost_contact(exc):
+            raise
+        if interrupts.pending() is not None:  # stopped with the others: not a failure
+            raise interrupts.Interrupted(interrupts.pending(), fit.last_checkpoints()) from None
+        raise JobFailed(f"{cluster.lost_contact_message(exc)}; "
+                        f"{fit.last_checkpoints() or 'process 0 keeps the last checkpoint'}"
+                        ) from None
+    seconds = time.perf_counter() - started
+    results, failures = [], []
+    for i, member in enumerate(members):
+        guard, saver = fit.guards[i], fit.savers[i]
+        if guard.where is not None:
+            why = non_finite_message(guard, saver, member.run_dir)
+            failures.append(f"{member.run_dir}: {why}" if fit.together else why)
+            continue
+        fit.export_optimizer_state(i)  # model.keras holds the optimizer, as alone
+        results.append(_finish_member(member, saver, dataset, seconds, initial_epoch, verbose,
+                                      len(members)))
+    if failures:
+        raise NonFiniteLoss("; ".join(failures))
+    return results
+
+
+def _finish_member(member: Member, saver, dataset: Dataset, seconds: float, initial_epoch: int,
+                   verbose: bool, together: int) -> dict:
+    """Write one fitted run's results (in a job of several processes, process 0 does)."""
+    config, vae = member.config, member.vae
+    if cluster.process_count() > 1:
+        line = (f"process {cluster.process_index()} of {cluster.process_count()}: "
+                f"{config.epochs} epoch(s) trained; weights SHA-256 "
+                f"{cluster.weights_digest(vae.model)}")
+        if saver is None:  # the others' part ends here; process 0 writes the results
+            print(line, flush=True)
+            return {"process": cluster.process_index(), "epochs": config.epochs}
+        if verbose:
+            print(line, flush=True)
+        with cluster.without_distribution():  # the results from process 0's own copy
+            host = VAE.from_model(cluster.host_copy(vae.model))
+            return finish(config, member.run_dir, host, dataset, saver.history, seconds,
+                          initial_epoch, verbose)
+    return finish(config, member.run_dir, vae, dataset, saver.history, seconds, initial_epoch,
+                  verbose, together=together)
+
+
+def non_finite_message(guard: StopOnNonFinite, saver, run_dir: Path) -> str:
+    """One line: where the loss stopped being finite, and which checkpoint is kept."""
+    epoch, batch = guard.where
+    kept = len(saver.history.get("loss", [])) if saver is not None else 0
+    where = (f"the last good checkpoint (epoch {kept}) is kept in {run_dir / checkpoint.FOLDER}"
+             if kept else "no epoch had completed, so there is no checkpoint")
+    if saver is None:
+        where = "process 0 keeps the last good checkpoint"
+    return f"non-finite loss at epoch {epoch}, batch {batch}: training stopped; {where}"
+
+
+def finish(config: TrainConfig, run_dir: Path, vae: VAE, dataset: Dataset, history: dict,
+           seconds: float, initial_epoch: int, verbose: bool, together: int = 1) -> dict:
+    """Evaluate the trained model and write the run's results, ``metrics.json`` last.
+
+    ``together``: the runs of the population it trained in (``seconds`` is that fit's
+    wall time, shared by them); recorded as ``trained_together`` when above 1.
+    """
+    if "kl_weight" not in history:
+        history["kl_weight"] = [1.0] * len(history["loss"])
+
+    values, arrays = evaluation.test_metrics(vae, dataset, config.lab_image)
+    values.update(epochs=config.epochs, train_seconds=round(seconds, 3))
+    if together > 1:
+        values["trained_together"] = together
+    if initial_epoch:
+        values["resumed_at_epoch"] = initial_epoch + 1
+    runs.save_model(run_dir, vae.model)
+    runs.write_npz(run_dir / "lab_image.npz", original=dataset.x_train[config.lab_image],
+                   reconstruction=arrays["lab_recon"])
+    ordered = HISTORY_COLUMNS + sorted(k for k in history if k not in HISTORY_COLUMNS)
+    runs.write_history_csv(run_dir / "history.csv", {k: history[k] for k in ordered if k in history})
+    plots.write_run_figures(run_dir, vae, dataset, arrays,
+                            runs.read_history_csv(run_dir / "history.csv"), config)
+    explorer.write_explorer(run_dir, vae=vae, dataset=dataset,
+                            encoded=(arrays["means"], arrays["log_vars"]))
+    values["complete"] = True
+    runs.write_json(run_dir / "metrics.json", values)
+    shutil.rmtree(run_dir / checkpoint.FOLDER, ignore_errors=True)  # model.keras supersedes it
+    if verbose:
+        print(summary_line(run_dir, values))
+    return values
+
+
+def summary_line(run_dir, values: dict) -> str:
+    verdict = "COLLAPSED" if values["collapsed"] else "not collapsed"
+    return (f"{run_dir}: {values['epochs']} epoch(s) in {values['train_seconds']:.1f} s; "
+            f"test MSE {values['test_mse']:.4f}, KL {values['test_kl']:.2f} nats, "
+            f"{values['active_units']} active units, output std {values['output_std']:.3f}: {verdict}")
