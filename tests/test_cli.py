@@ -5,6 +5,7 @@ import sys
 import pytest
 from conftest import make_idx_dir, write_idx
 
+import vaelab
 from vaelab import cli
 
 TINY = ["--epochs", "1", "--hidden-dim", "8", "--latent-dim", "2", "--quiet"]
@@ -122,3 +123,52 @@ def test_train_rejects_bad_idx_files(tmp_path, data_dir, capsys, corrupt, messag
     assert run_cli(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def console(args, code="import sys, vaelab_cli; sys.exit(vaelab_cli.main(sys.argv[1:]))"):
+    """The console script's entry in a fresh interpreter that lists every module it imports
+    (``-X importtime``, on standard error), bounded in time."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-X", "importtime", "-c", code, *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def imported(stderr: str) -> set[str]:
+    return {line.split("|")[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize("args,status", [(["--help"], 0), (["train", "--help"], 0),
+                                         (["--version"], 0), (["train", "--epoch", "3"], 2),
+                                         (["evaluate"], 2)])
+def test_the_console_script_answers_without_keras_or_jax(args, status):
+    done = console(args)
+    assert done.returncode == status, done.stderr[-2000:]
+    heavy = {m for m in imported(done.stderr) if m.split(".")[0] in ("keras", "jax", "numpy")}
+    assert not heavy, sorted(heavy)[:5]
+    assert "vaelab.cli.parser" in imported(done.stderr)
+    if args == ["train", "--help"]:
+        assert "--activation NAME" in done.stdout and "log_softmax" in done.stdout
+    if status == 2:
+        errors = [line for line in done.stderr.splitlines() if not line.startswith("import time")]
+        assert errors == [{"--epoch": "vaelab: error: unrecognized arguments: --epoch 3",
+                           "evaluate": "vaelab evaluate: error: the following arguments are "
+                                       "required: RUN_DIR"}[args[1 if args[0] == "train" else 0]]]
+
+
+def test_the_console_script_runs_a_command_with_vaelab_whole(data_dir):
+    code = ("import sys, vaelab_cli; status = vaelab_cli.main(sys.argv[1:]); import vaelab, keras; "
+            "print(status, keras.saving.get_registered_object('vaelab>VAEModel') is vaelab.VAEModel)")
+    done = console(["data", "info", "--data-dir", str(data_dir)], code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "0 True"
+    assert "train:         64 images of 28x28" in done.stdout
+
+
+def test_after_a_usage_error_vaelab_still_imports_whole():
+    code = ("import vaelab_cli\ntry:\n    vaelab_cli.main(['train', '--epoch', '3'])\n"
+            "except SystemExit as exc:\n    print('exit', exc.code)\n"
+            "import vaelab\nprint(vaelab.VAE.__name__, vaelab.__version__)")
+    done = console([], code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["exit", "2", "VAE", vaelab.__version__]

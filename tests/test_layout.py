@@ -11,7 +11,8 @@ from pathlib import Path
 import vaelab
 
 PACKAGE = Path(vaelab.__file__).parent
-RANK = {"paths": 0, "data": 1, "core": 2, "dist": 3, "store": 4, "analysis": 5, "training": 6,
+RANK = {"paths": 0, "choices": 0, "data": 1, "core": 2, "dist": 3, "store": 4, "analysis": 5,
+        "training": 6,
         "experiments": 7, "teaching": 7, "cli": 8}
 
 
@@ -82,8 +83,16 @@ def test_models_never_import_distribution_or_files_and_nothing_imports_the_cli()
 def test_the_check_sees_function_level_imports():
     lab = PACKAGE / "experiments" / "lab.py"
     assert "vaelab.training.population" in imports("vaelab.experiments.lab", lab)
-    cli = PACKAGE / "cli.py" if (PACKAGE / "cli.py").exists() else PACKAGE / "cli" / "__init__.py"
-    assert "vaelab.training.trainer" in imports("vaelab.cli", cli)  # imported in a handler
+    commands = PACKAGE / "cli" / "commands.py"
+    assert "vaelab.training.trainer" in imports("vaelab.cli.commands", commands)  # in a handler
+
+
+def test_the_parser_needs_nothing_but_the_choices():
+    """What the console script loads before Keras (vaelab_cli): the parser and the choices."""
+    assert imports("vaelab.cli.parser", PACKAGE / "cli" / "parser.py") == {"vaelab.choices"}
+    assert imports("vaelab.choices", PACKAGE / "choices.py") == set()
+    assert imports("vaelab.cli", PACKAGE / "cli" / "__init__.py") == {"vaelab.cli.commands",
+                                                                      "vaelab.cli.parser"}
 
 
 def test_the_old_module_names_are_the_new_modules_with_a_warning():

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
+from vaelab.choices import ACTIVATIONS, MODELS
 from vaelab.core import likelihoods, objectives, schedules
 from vaelab.data.sources import DATASETS
 
@@ -19,18 +20,6 @@ class UsageError(ValueError):
 
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' global seeds are 32-bit
-
-MODELS = ("mlp", "conv")
-
-# The Keras activations vaelab's models, figures and explorer (its JavaScript) all support:
-# every element-wise one, and softmax / log_softmax. Left out: glu (halves the width),
-# sparsemax and threshold (no parameter-free JavaScript twin checked against Keras).
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
-               "hard_silu", "hard_swish", "mish", "softplus", "softsign", "sparse_plus",
-               "squareplus", "tanh", "tanh_shrink", "hard_tanh", "soft_shrink", "hard_shrink",
-               "sigmoid", "hard_sigmoid", "sparse_sigmoid", "log_sigmoid", "exponential",
-               "linear", "softmax", "log_softmax")
-
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""

@@ -10,6 +10,8 @@ import functools
 import math
 from collections.abc import Callable
 
+from vaelab.choices import LEARNING_RATE_SCHEDULES
+
 Schedule = Callable[[int], float]
 
 
@@ -103,9 +105,6 @@ def parse_schedule(spec: str, total_epochs: int) -> Schedule:
     if weight < 0:
         raise ValueError(f"--schedule constant needs WEIGHT ≥ 0, received {spec!r}")
     return functools.partial(constant, weight=weight)
-
-
-LEARNING_RATE_SCHEDULES = ("burda",)
 
 
 def burda_learning_rate(epoch: int, base: float = 1e-3) -> float:

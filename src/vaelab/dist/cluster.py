@@ -26,9 +26,10 @@ import weakref
 import keras
 import numpy as np
 
+from vaelab import choices
 from vaelab.core.config import UsageError
 
-COORDINATOR_TIMEOUT = 60.0  # seconds a process waits for the coordinator, by default
+COORDINATOR_TIMEOUT = choices.COORDINATOR_TIMEOUT  # seconds a process waits for the coordinator
 HEARTBEAT_SECONDS = 20      # a process silent this long (killed, hung) stops the others
 SHUTDOWN_SECONDS = 1800     # at exit, the others wait this long for process 0 to finish writing
 

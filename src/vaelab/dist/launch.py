@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from vaelab import choices
 from vaelab.core.config import UsageError
 
-GRACE_SECONDS = 10.0   # between SIGTERM and SIGKILL when stopping the processes
+GRACE_SECONDS = choices.LAUNCH_GRACE_SECONDS  # between SIGTERM and SIGKILL when stopping
 POLL_SECONDS = 0.1
 SET_BY_LAUNCH = ("--coordinator", "--num-processes", "--process-id")
 

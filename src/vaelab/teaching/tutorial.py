@@ -19,6 +19,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from vaelab import choices
 from vaelab.core.config import NotebookFailed, UsageError
 from vaelab.paths import RESOURCES
 from vaelab.store import files as store
@@ -81,7 +82,7 @@ def render(text: str, student: bool, name: str = "<tutorial>") -> str:
     return "".join(out)
 
 
-FORMATS = ("both", "ipynb", "py")
+FORMATS = choices.TUTORIAL_FORMATS
 
 
 def to_notebook(text: str) -> str:

@@ -23,14 +23,15 @@ import signal
 import sys
 from pathlib import Path
 
+from vaelab import choices
 from vaelab.core.config import UsageError
 from vaelab.teaching.grading import exercises, reports, sandbox, verdicts
 from vaelab.teaching.grading.exercises import EXERCISES
 from vaelab.teaching.grading.verdicts import Result
 from vaelab.teaching.grading.wire import Report, Unusable
 
-DEFAULT_TIMEOUT = 120  # seconds per exercise
-DEFAULT_MEMORY = 4096  # MiB of address space per probe process (JAX alone maps ~1.8 GiB)
+DEFAULT_TIMEOUT = choices.GRADING_TIMEOUT  # seconds per exercise
+DEFAULT_MEMORY = choices.GRADING_MEMORY  # MiB of address space per probe process
 
 
 @dataclasses.dataclass(frozen=True)

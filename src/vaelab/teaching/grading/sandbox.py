@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import vaelab
+from vaelab import choices
 from vaelab.core.config import UsageError
 
 ROOT_UID_BASE = 3_900_000_000  # probes of a root grader run as this uid + their slot
@@ -58,7 +59,7 @@ class Limits:
     file_bytes: int = 64 * 2**20  # RLIMIT_FSIZE: the largest file it may write
     processes: int = 0            # RLIMIT_NPROC: processes and threads (0: see for_grading)
     open_files: int = 256         # RLIMIT_NOFILE
-    scratch_bytes: int = 128 * 2**20  # the size of its /tmp (sandbox only)
+    scratch_bytes: int = choices.GRADING_SCRATCH * 2**20  # the size of its /tmp (sandbox only)
 
     @classmethod
     def for_grading(cls, timeout: float, memory_mib: int) -> Limits:

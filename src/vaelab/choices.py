@@ -1,0 +1,29 @@
+"""Every choice and default a user can type, in one module that imports nothing.
+
+The library takes its settings' vocabularies from here (``TrainConfig`` checks against
+them) and the command line builds its options from here before Keras is imported
+(``vaelab_cli``), so ``vaelab --help`` answers at once and the two never disagree.
+"""
+
+MODELS = ("mlp", "conv")
+
+# The Keras activations vaelab's models, figures and explorer (its JavaScript) all support:
+# every element-wise one, and softmax / log_softmax. Left out: glu (halves the width),
+# sparsemax and threshold (no parameter-free JavaScript twin checked against Keras).
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+               "hard_silu", "hard_swish", "mish", "softplus", "softsign", "sparse_plus",
+               "squareplus", "tanh", "tanh_shrink", "hard_tanh", "soft_shrink", "hard_shrink",
+               "sigmoid", "hard_sigmoid", "sparse_sigmoid", "log_sigmoid", "exponential",
+               "linear", "softmax", "log_softmax")
+
+LIKELIHOODS = ("gaussian", "bernoulli")
+LEARNING_RATE_SCHEDULES = ("burda",)
+DATASETS = ("mnist", "fashion-mnist")
+DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+TUTORIAL_FORMATS = ("both", "ipynb", "py")
+
+COORDINATOR_TIMEOUT = 60.0  # seconds a process of a job waits for the coordinator, by default
+LAUNCH_GRACE_SECONDS = 10.0  # the launcher's wait between SIGTERM and SIGKILL
+GRADING_TIMEOUT = 120        # seconds per exercise
+GRADING_MEMORY = 4096        # MiB of address space per probe process (JAX alone maps ~1.8 GiB)
+GRADING_SCRATCH = 128        # MiB of the grader's sandbox's private /tmp
