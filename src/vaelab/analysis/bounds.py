@@ -1,8 +1,7 @@
 """Likelihood bounds of a trained VAE: the ELBO and the importance-weighted estimate of −log p(x).
 
-A "vae" here is anything with ``.encoder`` (``x -> [mean, log_var, ...]``) and
-``.decoder`` (``z -> means or logits``), e.g. :class:`vaelab.core.models.VAE`; the
-likelihood is a :mod:`vaelab.core.likelihoods` object or its name.
+A "vae" here is a :class:`vaelab.core.models.VAE` (its ``encode``, ``decode`` and labels
+are the model's own); the likelihood is a :mod:`vaelab.core.likelihoods` object or its name.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from keras import ops
 
 from vaelab.analysis.metrics import kl_elementwise
 from vaelab.core import likelihoods, objectives
+from vaelab.core.models.vae import one_hot
 
 
 def _likelihood(likelihood):
@@ -27,35 +27,19 @@ def log_likelihood(x: np.ndarray, decoded: np.ndarray, likelihood="gaussian",
     return _likelihood(likelihood).log_prob(x, decoded, variance)
 
 
-def _classes(vae) -> int:
-    """Classes of a conditional VAE's one-hot label (second encoder input), else 0."""
-    inputs = getattr(vae.encoder, "inputs", None) or []
-    return int(inputs[1].shape[-1]) if len(inputs) == 2 else 0
-
-
-def _with(vae, x, onehot):
-    return x if onehot is None else [x, onehot]
-
-
-def _onehot(vae, labels, rows: int):
-    """The one-hot labels a conditional VAE needs (``None`` for an unconditional one)."""
-    classes = _classes(vae)
-    if not classes:
+def _labels(vae, labels, rows: int):
+    """The labels a conditional VAE needs, one per image (``None`` for an unconditional one)."""
+    if not vae.classes:
         return None
     if labels is None or len(labels) != rows:
         raise ValueError("a conditional VAE needs one label per image")
-    return np.eye(classes, dtype=np.float32)[np.asarray(labels).astype(np.int64)]
+    return np.asarray(labels)
 
 
-def _encode(vae, x, batch_size, onehot=None):
-    mean, log_var = vae.encoder.predict(_with(vae, x, onehot), batch_size=batch_size,
-                                        verbose=0)[:2]
-    return np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
-
-
-def _decode(vae, z, onehot=None):
-    return np.asarray(vae.decoder.predict(_with(vae, z.astype(np.float32), onehot),
-                                          batch_size=len(z), verbose=0), np.float64)
+def _encode(vae, x, batch_size: int, labels=None):
+    """The encoder's means and log-variances in float64 (:meth:`VAE.encode`)."""
+    mean, log_var = vae.encode(x, batch_size, labels=labels)
+    return mean.astype(np.float64), log_var.astype(np.float64)
 
 
 def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
@@ -72,17 +56,18 @@ def elbo(vae, x: np.ndarray, likelihood="gaussian", variance: float = 0.5,
     VAE needs ``labels`` (one per image).
     """
     rng = np.random.default_rng(seed)
-    onehot = _onehot(vae, labels, len(x))
+    labels = _labels(vae, labels, len(x))
     per_image = []
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float64)
-        hb = None if onehot is None else onehot[start:start + batch_size]
-        mean, log_var = _encode(vae, xb, batch_size, hb)
+        lb = None if labels is None else labels[start:start + batch_size]
+        mean, log_var = _encode(vae, xb, batch_size, lb)
         kl = kl_elementwise(mean, log_var).sum(-1)                               # (b,)
         expected = np.zeros(len(xb))
         for _ in range(samples):
             z = mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape)
-            expected += log_likelihood(xb, _decode(vae, z, hb), likelihood, variance) / samples
+            decoded = vae.decode(z, batch_size=len(z), labels=lb).astype(np.float64)
+            expected += log_likelihood(xb, decoded, likelihood, variance) / samples
         per_image.append(expected - kl)
     return _mean_and_se(np.concatenate(per_image))
 
@@ -162,19 +147,20 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
     latent = vae.decoder.inputs[0].shape[-1]
     inputs = [keras.Input((d,)), keras.Input((latent,)), keras.Input((latent,)),
               keras.Input((None, latent))]
-    if _classes(vae):
-        inputs.append(keras.Input((_classes(vae),)))
+    if vae.classes:
+        inputs.append(keras.Input((vae.classes,)))
     return keras.Model(inputs, LogWeights()(*inputs))
 
 
-def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows, onehot=None):
+def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows, labels=None):
     """Yield ``log w`` arrays of shape ``(k_chunk, batch)``; the chunks add up to exactly ``k``.
 
     ``model`` is the :func:`_log_weight_model` of ``vae``. The noise of the next chunk is
     drawn on a second thread while the model runs (NumPy and XLA both release the GIL);
     the draws come from ``rng`` in the same order as without the thread.
     """
-    mean, log_var = (a.astype(np.float32) for a in _encode(vae, x, len(x), onehot))
+    mean, log_var = (a.astype(np.float32) for a in _encode(vae, x, len(x), labels))
+    onehot = None if labels is None else one_hot(labels, vae.classes)
     x = x.astype(np.float32)
     per_chunk = max(1, max_rows // len(x))
     sizes = [min(per_chunk, k - done) for done in range(0, k, per_chunk)]
@@ -206,15 +192,15 @@ def iwae_nll(vae, x: np.ndarray, k: int, likelihood="gaussian", variance: float 
         raise ValueError(f"k must be a positive integer, received {k!r}")
     rng = np.random.default_rng(seed)
     model = _log_weight_model(vae, likelihood, variance)
-    onehot = _onehot(vae, labels, len(x))
+    labels = _labels(vae, labels, len(x))
     nll, counted = [], []
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float64)
-        hb = None if onehot is None else onehot[start:start + batch_size]
+        lb = None if labels is None else labels[start:start + batch_size]
         running_max = np.full(len(xb), -np.inf)
         running_sum = np.zeros(len(xb))
         used = 0
-        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, max_rows, hb):
+        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, max_rows, lb):
             new_max = np.maximum(running_max, log_w.max(axis=0))
             running_sum = (running_sum * np.exp(running_max - new_max)
                            + np.exp(log_w - new_max).sum(axis=0))

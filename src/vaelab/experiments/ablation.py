@@ -21,16 +21,14 @@ seeds agree. ``quick=True`` runs 5 epochs on 1 024 training and 512 test images.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 from vaelab.analysis import plots
 from vaelab.core.config import TrainConfig
-from vaelab.data import Dataset
 from vaelab.experiments import report
-from vaelab.experiments.lab import QUICK_SIZES, check_seeds
+from vaelab.experiments.lab import QUICK_SIZES
+from vaelab.experiments.runner import Planned, check_seeds, run_plan
 from vaelab.store import runs
-from vaelab.training.population import Run, check_max_members, train_many
 
 FIGURE = "ablation.png"
 
@@ -70,30 +68,11 @@ def run_ablation(out="runs/ablate", seeds: int = 3, quick: bool = False,
     All the runs share their model and epochs, so they can train together as populations
     of up to ``together`` (``None``: 8 on an accelerator, one by one on a CPU).
     """
-    out = Path(out)
-    check_seeds(seeds)
-    check_max_members(together)
-    runs.check_run_dir(out, overwrite)
-    data = Dataset.load(data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with runs.locked(out):
-        runs.check_run_dir(out, overwrite)
-        started = time.perf_counter()
-        runs_planned = plan(seeds, quick, data_dir)
-        folders: dict[str, list[str]] = {}
-        for method, folder, _ in runs_planned:
-            folders.setdefault(method.name, []).append(folder)
-        train_many([Run(config, out / folder, method.title)
-                    for method, folder, config in runs_planned],
-                   overwrite=True, verbose=verbose, arrays=data, max_members=together)
-        runs.write_json(out / "ablate.json", {
-            "quick": quick, "seeds": seeds,
-            "total_seconds": round(time.perf_counter() - started, 1),
-            "methods": {m.name: m.title for m in METHODS}, "runs": folders})
-        page = write_report(out)
-    if verbose:
-        print(f"\nreport: {out / 'report.md'} and {page}")
-    return out
+    planned = [Planned(method.name, method.title, folder, config)
+               for method, folder, config in plan(check_seeds(seeds), quick, data_dir)]
+    return run_plan(out, planned, summary="ablate.json", groups_key="methods", quick=quick,
+                    seeds=seeds, data_dir=data_dir, overwrite=overwrite, verbose=verbose,
+                    together=together, write_report=write_report)
 
 
 def results(out) -> list[dict]:

@@ -28,10 +28,10 @@ from vaelab.core.models import build_classifier
 from vaelab.data import Dataset
 from vaelab.experiments import report
 from vaelab.experiments.report import CLASSIFIER
+from vaelab.experiments.runner import Planned, check_seeds, run_plan
 from vaelab.store import runs
 from vaelab.training.feeding import Feed
 from vaelab.training.fit import progress_mode
-from vaelab.training.population import Run, check_max_members, train_many
 
 QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
@@ -41,13 +41,6 @@ class Experiment:
     name: str       # run folder (or, with several seeds, the folder of its seeds' runs)
     title: str      # one line for the report
     config: TrainConfig
-
-
-def check_seeds(seeds) -> int:
-    """``seeds`` if it is a positive integer; ``UsageError`` naming it otherwise."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise UsageError(f"--seeds must be a positive integer, received {seeds!r}")
-    return seeds
 
 
 def seeded_runs(experiment: Experiment, seeds: int) -> list[tuple[str, TrainConfig]]:
@@ -117,27 +110,13 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
     have alone.
     """
     out = Path(out)
-    check_seeds(seeds)
-    check_max_members(together)
-    runs.check_run_dir(out, overwrite)
-    plan = experiments(quick, data_dir)
-    data = Dataset.load(data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with runs.locked(out):  # one lab per folder; each run also locks its own folder
-        runs.check_run_dir(out, overwrite)
-        started = time.perf_counter()
-        sizes = QUICK_SIZES if quick else {}
+    planned = [Planned(e.name, e.title, folder, config) for e in experiments(quick, data_dir)
+               for folder, config in seeded_runs(e, check_seeds(seeds))]
+
+    def classifier(data: Dataset) -> None:
         train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose,
-                         **sizes)
-        folders = {e.name: [folder for folder, _ in seeded_runs(e, seeds)] for e in plan}
-        train_many([Run(config, out / folder, experiment.title) for experiment in plan
-                    for folder, config in seeded_runs(experiment, seeds)],
-                   overwrite=True, verbose=verbose, arrays=data, max_members=together)
-        runs.write_json(out / "lab.json", {
-            "quick": quick, "seeds": seeds,
-            "total_seconds": round(time.perf_counter() - started, 1),
-            "experiments": {e.name: e.title for e in plan}, "runs": folders})
-        html = report.write_report(out)
-    if verbose:
-        print(f"\nreport: {out / 'report.md'} and {html}")
-    return out
+                         **(QUICK_SIZES if quick else {}))
+
+    return run_plan(out, planned, summary="lab.json", groups_key="experiments", quick=quick,
+                    seeds=seeds, data_dir=data_dir, overwrite=overwrite, verbose=verbose,
+                    together=together, write_report=report.write_report, first=classifier)
