@@ -54,6 +54,14 @@ def test_our_dense_rejects_bad_units(units):
         OurDense(units)
 
 
+def test_our_dense_refuses_an_input_of_another_width_once_built():
+    layer = OurDense(3)
+    layer(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 4, "
+                                         r"but received input with shape \(2, 5\)"):
+        layer(np.zeros((2, 5), np.float32))
+
+
 def test_our_dense_config_round_trip():
     layer = OurDense(9, activation="softmax", name="d")
     clone = OurDense.from_config(layer.get_config())

@@ -429,3 +429,19 @@ def test_the_python_api_refuses_what_the_iwae_bound_cannot_mean():
     x = np.zeros((4, 12), np.float32)
     with pytest.raises(ValueError, match=r"compile the model without loss="):
         vae.model.compute_loss(x, x, vae.model(x))
+
+
+def test_every_likelihood_answers_the_one_interface():
+    for name in ("gaussian", "bernoulli"):
+        assert isinstance(likelihoods.get(name), likelihoods.Likelihood)
+    assert likelihoods.get("gaussian").squared_error and not likelihoods.get("bernoulli").squared_error
+
+    class LossOnly(likelihoods.Likelihood):
+        name, binarized, kl_scale_sets_variance = "loss-only", False, False
+
+        def loss(self, x, decoded):
+            return ops.sum(x - decoded, axis=-1)
+
+    with pytest.raises(TypeError, match="abstract method"):
+        LossOnly()
+

@@ -103,7 +103,7 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
     """
     likelihood = _likelihood(likelihood)
     # The expansion is the Gaussian's square; any other likelihood decodes every draw.
-    expandable = isinstance(likelihood, likelihoods.Gaussian) and expand_square
+    expandable = likelihood.squared_error and expand_square
     tail = _linear_tail(vae.decoder) if expandable else None
 
     class LogWeights(keras.layers.Layer):

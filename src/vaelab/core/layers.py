@@ -50,6 +50,8 @@ class OurDense(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=(input_shape[-1], self.units), initializer="glorot_normal")
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+        # A later input of another width fails here, naming the layer, not in the matmul.
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_shape[-1]})
 
     def call(self, inputs):
         return self.activation(ops.matmul(inputs, self.kernel) + self.bias)

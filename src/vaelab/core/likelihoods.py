@@ -16,6 +16,7 @@ these objects (``get(name)``) instead of branching on its name.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import keras
@@ -25,12 +26,60 @@ from keras import ops
 LOG_2PI = math.log(2 * math.pi)
 
 
-class Gaussian:
+class Likelihood(abc.ABC):
+    """What every decoder likelihood answers (the module docstring says why).
+
+    Attributes:
+        name: its name in settings and files (``get(name)``).
+        binarized: the images are binary draws from the gray ones (training set afresh
+            each epoch, test set once).
+        kl_scale_sets_variance: any KL scale is this likelihood with some variance (so the
+            loss with that scale is an ELBO); otherwise only the natural scale is.
+        squared_error: log p(x | z) is a scaled squared error plus a constant, which the
+            bounds may expand (``vaelab.analysis.bounds``).
+    """
+
+    name: str
+    binarized: bool
+    kl_scale_sets_variance: bool
+    squared_error: bool = False
+
+    @abc.abstractmethod
+    def loss(self, x, decoded):
+        """The training loss per example: ``(batch, D) -> (batch,)`` in ``keras.ops``."""
+
+    @abc.abstractmethod
+    def natural_kl_scale(self, pixels: int) -> float:
+        """The KL scale that makes ``loss + scale · KL`` a multiple of the negative ELBO."""
+
+    @abc.abstractmethod
+    def variance(self, pixels: int, kl_scale: float) -> float | None:
+        """The decoder variance a KL scale implies (``None`` where it has none)."""
+
+    @abc.abstractmethod
+    def log_normalizer(self, pixels: int, variance=None) -> float:
+        """The constant of log p(x | z) over ``pixels`` pixels."""
+
+    @abc.abstractmethod
+    def log_prob(self, x, decoded, variance=None, xp=np):
+        """log p(x | z) summed over pixels: ``(..., D) -> (...)``."""
+
+    @abc.abstractmethod
+    def to_pixels(self, decoded) -> np.ndarray:
+        """Decoder outputs as images in [0, 1]."""
+
+    @abc.abstractmethod
+    def prepare_test(self, x: np.ndarray, seed: int) -> np.ndarray:
+        """The test images as this likelihood scores them."""
+
+
+class Gaussian(Likelihood):
     """``p(x | z) = N(x | decoder(z), σ² I)``; trained with the lab's per-pixel MSE."""
 
     name = "gaussian"
     binarized = False
     kl_scale_sets_variance = True   # any KL scale s is this likelihood with σ² = D·s/2
+    squared_error = True
 
     def loss(self, x, decoded):
         """Mean squared error per example, mean over pixels: ``(batch, D) -> (batch,)``."""
@@ -64,7 +113,7 @@ class Gaussian:
         return x
 
 
-class Bernoulli:
+class Bernoulli(Likelihood):
     """``p(x | z) = Π Bernoulli(x_i | sigmoid(l_i))`` with logits ``l = decoder(z)``."""
 
     name = "bernoulli"
