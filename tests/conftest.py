@@ -118,7 +118,7 @@ def self_signal_script(signal_name: str) -> str:
     return (
         "import os, signal, sys\n"
         "import vaelab\n"
-        "from vaelab import callbacks, cli\n"
+        "from vaelab import cli\nfrom vaelab.training import callbacks\n"
         "original = callbacks.StopOnNonFinite.on_train_batch_end\n"
         "def on_train_batch_end(self, batch, logs=None):\n"
         "    original(self, batch, logs)\n"

@@ -123,7 +123,7 @@ def test_compiled_programs_are_cached_on_disk_unless_told_otherwise(tmp_path):
 def test_populations_fall_back_to_one_by_one_under_torch(tmp_path):
     """Under torch the runs train one by one, whatever ``--together`` says (one line)."""
     script = ("import vaelab\n"
-              "from vaelab import population\n"
+              "from vaelab.training import population\n"
               "from vaelab.core.config import TrainConfig\n"
               "population.trainer.train_group = lambda configs, run_dirs, **_: "
               "[print('alone', d) for d in run_dirs]\n"

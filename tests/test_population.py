@@ -1,6 +1,7 @@
 """Population training: runs trained together have the histories they have alone."""
 
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from conftest import make_idx_dir, saved_weights
 from vaelab.core.config import NonFiniteLoss, TrainConfig, UsageError
 from vaelab.core.models.population import member_logs
 from vaelab.store import runs
-from vaelab.training import checkpoint, population, trainer
+from vaelab.training import callbacks, checkpoint, interrupts, population, trainer
 
 # 650 images at batch 16: 40 full batches in scanned groups of 4, then a short one of 10.
 SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, train_size=650, test_size=64)
@@ -111,7 +112,7 @@ def signal_in_epoch_3(name: str, then: str) -> str:
     return (
         "import os, signal, sys\n"
         "import vaelab\n"
-        "from vaelab import callbacks\n"
+        "from vaelab.training import callbacks\n"
         "original = callbacks.StopOnNonFinite.on_train_batch_end\n"
         "def on_train_batch_end(self, batch, logs=None):\n"
         "    original(self, batch, logs)\n"
@@ -153,6 +154,42 @@ def test_members_killed_mid_epoch_resume_alone_exactly(tmp_path, data_dir):
             np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=1e-7, err_msg=key)
         alone = saved_weights(tmp_path / f"alone-{i}")
         for w_a, w_b in zip(alone, saved_weights(stopped), strict=True):
+            np.testing.assert_allclose(w_b, w_a, rtol=1e-3, atol=1e-5)
+
+
+def test_a_signal_during_the_members_epoch_end_leaves_every_checkpoint_at_one_epoch(
+        tmp_path, data_dir, monkeypatch):
+    """SIGINT arrives while the members' callbacks run at the end of epoch 2 (inside the
+    first member's collapse monitor): every member still saves epoch 2, and each, resumed
+    alone, ends as its uninterrupted run, whatever its schedule, β or free bits."""
+    base = TrainConfig(data_dir=str(data_dir), **SMALL)
+    configs = [dataclasses.replace(base, seed=3, anneal="1:2"),
+               dataclasses.replace(base, seed=4, kl_scale=1.0, schedule="cyclical:2:0.5"),
+               dataclasses.replace(base, seed=5, beta=0.1, free_bits=0.5)]
+    original = callbacks.CollapseMonitor.on_epoch_end
+
+    def signal_at_epoch_2(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1 and self.name == str(tmp_path / "together-0"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(callbacks.CollapseMonitor, "on_epoch_end", signal_at_epoch_2)
+    with pytest.raises(interrupts.Interrupted) as stopped:
+        with interrupts.handled():
+            population.train_many([population.Run(c, tmp_path / f"together-{i}")
+                                   for i, c in enumerate(configs)], verbose=False,
+                                  max_members=3)
+    assert stopped.value.checkpoint == "last checkpoint of each run: epoch 2"
+    monkeypatch.undo()
+    for i, config in enumerate(configs):
+        assert checkpoint.read_state(tmp_path / f"together-{i}")["epochs_done"] == 2
+        trainer.resume(tmp_path / f"together-{i}", verbose=False)
+        trainer.train(config, tmp_path / f"alone-{i}", verbose=False)
+        a, b = history(tmp_path / f"alone-{i}"), history(tmp_path / f"together-{i}")
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=1e-7, err_msg=key)
+        for w_a, w_b in zip(saved_weights(tmp_path / f"alone-{i}"),
+                            saved_weights(tmp_path / f"together-{i}"), strict=True):
             np.testing.assert_allclose(w_b, w_a, rtol=1e-3, atol=1e-5)
 
 

@@ -39,17 +39,22 @@ class Checkpoint(keras.callbacks.Callback):
         history: the rows of the epochs already done (a resumed run's past).
         prepare: called before each save (a population member first takes its optimizer
             state out of the population's optimizer).
+        gate: an :class:`EpochGate` that has decided whether the epoch ran whole, once for
+            every member of a fit; without one, an epoch ending while a signal is pending
+            counts as cut short.
     """
 
-    def __init__(self, folder, history: dict | None = None, prepare=None):
+    def __init__(self, folder, history: dict | None = None, prepare=None, gate=None):
         super().__init__()
         self.folder = Path(folder)
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.prepare = prepare
+        self.gate = gate
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        if interrupts.pending() is not None:  # the epoch may have been cut short
+        whole = self.gate.whole if self.gate is not None else interrupts.pending() is None
+        if not whole:  # a signal cut the epoch's training or validation short
             return
         if not all(math.isfinite(float(v)) for v in logs.values()):
             return
@@ -73,6 +78,36 @@ class Checkpoint(keras.callbacks.Callback):
         for old in self.folder.glob("epoch-*.keras"):
             if old.name != model_file:
                 old.unlink()
+
+
+class EpochGate(keras.callbacks.Callback):
+    """Decides once per epoch, before any member's checkpoint, whether the epoch ran whole:
+    every training step and every validation step. A signal that arrives while the members'
+    callbacks run at the epoch's end then cannot leave some members saved and others not.
+
+    Args:
+        validation_steps: the steps of one validation pass.
+    """
+
+    def __init__(self, validation_steps: int):
+        super().__init__()
+        self.validation_steps = validation_steps
+        self.whole = False
+        self._trained = self._validated = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.whole = False
+        self._trained = self._validated = -1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._trained = batch  # with groups of steps: the group's last step
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._validated = batch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.whole = (self._trained + 1 >= self.params["steps"]
+                      and self._validated + 1 >= self.validation_steps)
 
 
 def restore_seed_states(model: keras.Model, states: list) -> None:

@@ -101,11 +101,13 @@ class Fit:
         self.guards = [StopOnNonFinite(self.key("loss", i), stop=False)
                        for i in range(len(members))]
         writer = cluster.is_writer()
+        rows = len(self.x_test[0] if isinstance(self.x_test, list) else self.x_test)
+        self.gate = checkpoint.EpochGate(-(-rows // (validation_batch_size(config) // count)))
         self.savers = [None if m.run_dir is None or not writer else checkpoint.Checkpoint(
-            Path(m.run_dir) / checkpoint.FOLDER, m.history,
+            Path(m.run_dir) / checkpoint.FOLDER, m.history, gate=self.gate,
             prepare=functools.partial(self.export_optimizer_state, i) if self.together else None)
             for i, m in enumerate(members)]
-        self.callbacks = [interrupts.StopOnSignal(), self.feed,
+        self.callbacks = [self.gate, interrupts.StopOnSignal(), self.feed,
                           *learning_rate_callbacks(config), *self.guards,
                           StopWhenAllStopped(self.guards)]
         announced = set()
