@@ -172,3 +172,28 @@ def test_after_a_usage_error_vaelab_still_imports_whole():
     done = console([], code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["exit", "2", "VAE", vaelab.__version__]
+
+
+@pytest.mark.parametrize("command,args,message", [
+    ("lab", ["--quick"], "--resume takes the settings {dir} was started with; --quick does not apply"),
+    ("lab", ["--out", "x"], "--resume takes the settings {dir} was started with; --out does not apply"),
+    ("ablate", ["--seeds", "0"], "--resume takes the settings {dir} was started with; --seeds does not apply"),
+    ("ablate", ["--overwrite"], "--resume takes the settings {dir} was started with; --overwrite does not apply"),
+    ("lab", [], "--resume {dir}: no lab.json there; it is not a folder `vaelab lab` wrote"),
+    ("ablate", [], "--resume {dir}: no ablate.json there; it is not a folder `vaelab ablate` wrote"),
+])
+def test_resuming_a_plan_refuses_new_settings_and_other_folders(tmp_path, capsys, command, args,
+                                                                 message):
+    assert run_cli([command, "--resume", str(tmp_path), *args]) == 2
+    assert capsys.readouterr().err.strip() == "vaelab: error: " + message.format(dir=tmp_path)
+
+
+def test_resuming_a_complete_or_damaged_plan_is_refused(tmp_path, capsys):
+    (tmp_path / "lab.json").write_text('{"quick": true, "seeds": 1, "complete": true}')
+    assert run_cli(["lab", "--resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"vaelab: error: --resume {tmp_path}: the lab is already complete"
+    (tmp_path / "lab.json").write_text('{"quick": true')
+    assert run_cli(["lab", "--resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"vaelab: error: --resume {tmp_path}: "
+                                              f"{tmp_path / 'lab.json'} is damaged (")

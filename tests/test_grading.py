@@ -211,7 +211,7 @@ def test_a_class_folder_csv_feedback_and_the_same_seed_regrades_identically(note
 
 def test_a_crash_leaves_the_earlier_csv_and_no_probe_running(notebooks, tmp_path, monkeypatch,
                                                             capsys):
-    from test_grading_sandbox import leftovers_after
+    from test_grading_sandbox import OUR_PROBES, leftovers_after
 
     out, paths = notebooks
     grades = tmp_path / "grades.csv"
@@ -228,7 +228,7 @@ def test_a_crash_leaves_the_earlier_csv_and_no_probe_running(notebooks, tmp_path
                   "--seed", "1"])
     assert calls == [1]
     assert grades.read_text() == "earlier grades\n"
-    assert leftovers_after("vaelab.teaching.grading.probes") == []
+    assert leftovers_after(OUR_PROBES) == []
 
 
 def test_csv_cells_cannot_become_formulas():

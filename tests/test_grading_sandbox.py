@@ -84,6 +84,11 @@ def leftovers(marker: str) -> list[int]:
     return found
 
 
+# This interpreter's probes (their command line, whose arguments /proc separates by NULs),
+# not those of another checkout's tests running at the same time.
+OUR_PROBES = "\0".join([sys.executable, "-I", "-m", "vaelab.teaching.grading.probes"])
+
+
 def leftovers_after(marker: str, seconds: float = 10.0) -> list[int]:
     """:func:`leftovers`, once they are gone or ``seconds`` have passed: the kernel kills the
     rest of a PID namespace after its first process dies, but not at the same instant."""
@@ -221,7 +226,7 @@ def check_hostile(record_by_name, expected, before, listener, marker):
         listener.accept()                      # nobody connected
     assert not before["outside"].exists()
     assert digest(before["package_path"]) == before["package"]
-    left = leftovers(marker) + leftovers("vaelab.teaching.grading.probes")
+    left = leftovers_after(marker) + leftovers_after(OUR_PROBES)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left running: {left}"

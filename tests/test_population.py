@@ -281,7 +281,8 @@ def test_ctrl_c_stops_the_population_and_every_member_resumes(tmp_path):
     code, _, err = finish(child, timeout=240)
     assert code == 130, err
     assert err.strip().splitlines()[-1] == \
-        "vaelab: interrupted (last checkpoint of each run: epoch 2)"
+        (f"vaelab: interrupted (last checkpoint of each run: epoch 2; "
+         f"finish with: vaelab lab --resume {out})")
     for name in ("02-vae", "03-vae-unscaled"):
         assert runs.read_json(out / name / "metrics.json")["trained_together"] == 2
     for name in ("04-anneal", "05-anneal-unscaled"):
@@ -291,3 +292,22 @@ def test_ctrl_c_stops_the_population_and_every_member_resumes(tmp_path):
     assert cli.main(["train", "--resume", str(out / "05-anneal-unscaled"), "--quiet"]) == 0
     resumed = history(out / "05-anneal-unscaled")
     assert len(resumed["loss"]) == 5 and list(resumed["kl_weight"]) == [0, 0, 0.5, 1, 1]
+    # The rest of the lab (04 from its checkpoint, then the report) with the lab's own command,
+    # whose report gives the numbers of the same lab run without a stop.
+    assert not (out / "report.md").exists()
+    assert cli.main(["lab", "--resume", str(out), "--quiet"]) == 0
+    assert runs.is_complete(out / "04-anneal") and runs.read_json(out / "lab.json")["complete"]
+    whole = tmp_path / "whole"
+    assert cli.main(["lab", "--quick", "--quiet", "--together", "2", "--data-dir",
+                     str(tmp_path / "data"), "--out", str(whole)]) == 0
+    assert report_numbers(out) == report_numbers(whole)
+    assert cli.main(["lab", "--resume", str(out), "--quiet"]) == 2  # complete: one line
+
+
+def report_numbers(lab_dir):
+    """The report's table without the seconds, and the classifier's accuracy."""
+    text = (lab_dir / "report.md").read_text()
+    table = [row.rsplit("|", 2)[0] for row in text.splitlines() if row.startswith("| `0")]
+    accuracy = text.split("reaches **")[1].split("**")[0]
+    assert len(table) == 4
+    return table, accuracy

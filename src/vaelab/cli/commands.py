@@ -134,17 +134,42 @@ def _sample(args) -> None:
                               seed=args.seed))
 
 
+def _plan_options(args, default_out: str) -> dict:
+    """The options of ``lab``/``ablate`` for a new plan, or ``{}`` with ``--resume`` (which
+    takes the plan's own settings: one line names an option given with it)."""
+    if args.resume is None:
+        return {"out": args.out or default_out, "quick": args.quick, "data_dir": args.data_dir,
+                "overwrite": args.overwrite}
+    given = [name for name, value in (
+        ("--out", args.out is not None), ("--quick", args.quick),
+        ("--seeds", args.seeds is not None), ("--data-dir", args.data_dir is not None),
+        ("--overwrite", args.overwrite)) if value]
+    if given:
+        raise UsageError(f"--resume takes the settings {args.resume} was started with; "
+                         f"{given[0]} does not apply")
+    return {}
+
+
 def _lab(args) -> None:
     from vaelab.experiments import lab
-    lab.run_lab(args.out, quick=args.quick, data_dir=args.data_dir, overwrite=args.overwrite,
-                verbose=not args.quiet, seeds=args.seeds, together=args.together)
+
+    options = _plan_options(args, "runs/lab")
+    if not options:
+        lab.resume_lab(args.resume, verbose=not args.quiet, together=args.together)
+        return
+    lab.run_lab(**options, verbose=not args.quiet, together=args.together,
+                seeds=1 if args.seeds is None else args.seeds)
 
 
 def _ablate(args) -> None:
     from vaelab.experiments import ablation
-    ablation.run_ablation(args.out, seeds=args.seeds, quick=args.quick, data_dir=args.data_dir,
-                          overwrite=args.overwrite, verbose=not args.quiet,
-                          together=args.together)
+
+    options = _plan_options(args, "runs/ablate")
+    if not options:
+        ablation.resume_ablation(args.resume, verbose=not args.quiet, together=args.together)
+        return
+    ablation.run_ablation(**options, verbose=not args.quiet, together=args.together,
+                          seeds=3 if args.seeds is None else args.seeds)
 
 
 def run(args) -> int:

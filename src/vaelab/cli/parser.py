@@ -107,12 +107,16 @@ def add_run_dir(parser):
     parser.add_argument("run_dir", metavar="RUN_DIR", type=_path)
 
 
-def add_runs_of_many(parser, seeds_default: int, seeds_help: str):
-    """What ``lab`` and ``ablate`` share: seeds, populations, data, overwrite, quiet."""
-    parser.add_argument("--seeds", type=_int, default=seeds_default, metavar="N", help=seeds_help)
+def add_runs_of_many(parser, command: str, seeds_help: str):
+    """What ``lab`` and ``ablate`` share: seeds, populations, data, overwrite, resume, quiet."""
+    parser.add_argument("--seeds", type=_int, metavar="N", help=seeds_help)
     parser.add_argument("--together", type=_int, metavar="N", help=TOGETHER_HELP)
     add_data_dir(parser)
     add_overwrite(parser)
+    parser.add_argument("--resume", metavar="DIR", type=_path,
+                        help=f"finish an interrupted `vaelab {command}` in DIR with its own "
+                             f"settings (started runs from their last checkpoint), then its "
+                             f"report")
     add_quiet(parser)
 
 
@@ -336,10 +340,11 @@ def _experiments(commands) -> None:
         "lab", help="run the whole VAE lab and write report.md and report.html",
         description="The lab in order: the custom-dense classifier, the VAE with KL/784, the "
                     "same without /784 (mode collapse), and KL annealing with and without /784.")
-    add_out(lab, "folder for the runs and reports", default="runs/lab")
+    add_out(lab, "folder for the runs and reports", default_text="runs/lab")
     add_quick(lab, "a small subset and few epochs: the same pipeline in about a minute")
-    add_runs_of_many(lab, 1, "train every VAE experiment with seeds 0 … N-1; the report gives "
-                             "mean ± std and verdicts only where all seeds agree (default 1)")
+    add_runs_of_many(lab, "lab", "train every VAE experiment with seeds 0 … N-1; the report "
+                                 "gives mean ± std and verdicts only where all seeds agree "
+                                 "(default 1)")
     lab.set_defaults(func="lab")
 
     ablate = commands.add_parser(
@@ -348,7 +353,7 @@ def _experiments(commands) -> None:
                     "(nothing, cyclical annealing, free bits, beta < 1, and the lab's 1/784 as "
                     "reference) with several seeds; writes report.md, report.html and "
                     "ablation.png.")
-    add_out(ablate, "folder for the runs and the report", default="runs/ablate")
+    add_out(ablate, "folder for the runs and the report", default_text="runs/ablate")
     add_quick(ablate, "a small subset and 5 epochs: the same pipeline in minutes")
-    add_runs_of_many(ablate, 3, "seeds 0 … N-1 for every method (default 3)")
+    add_runs_of_many(ablate, "ablate", "seeds 0 … N-1 for every method (default 3)")
     ablate.set_defaults(func="ablate")

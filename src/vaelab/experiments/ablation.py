@@ -27,7 +27,7 @@ from vaelab.analysis import plots
 from vaelab.core.config import TrainConfig
 from vaelab.experiments import report
 from vaelab.experiments.lab import QUICK_SIZES
-from vaelab.experiments.runner import Planned, check_seeds, run_plan
+from vaelab.experiments.runner import Kind, Planned, resume_plan, run_plan
 from vaelab.store import runs
 
 FIGURE = "ablation.png"
@@ -60,19 +60,27 @@ def plan(seeds: int, quick: bool = False, data_dir: str | None = None
             for method in METHODS for seed in range(seeds)]
 
 
+def _plan(quick: bool, seeds: int, data_dir: str | None) -> list[Planned]:
+    return [Planned(method.name, method.title, folder, config)
+            for method, folder, config in plan(seeds, quick, data_dir)]
+
+
 def run_ablation(out="runs/ablate", seeds: int = 3, quick: bool = False,
                  data_dir: str | None = None, overwrite: bool = False,
                  verbose: bool = True, together: int | None = None) -> Path:
     """Train every method with every seed into ``out``; write ``report.md``/``.html``.
 
     All the runs share their model and epochs, so they can train together as populations
-    of up to ``together`` (``None``: 8 on an accelerator, one by one on a CPU).
+    of up to ``together`` (``None``: 8 on an accelerator, one by one on a CPU). An
+    interrupted ablation is finished by :func:`resume_ablation`.
     """
-    planned = [Planned(method.name, method.title, folder, config)
-               for method, folder, config in plan(check_seeds(seeds), quick, data_dir)]
-    return run_plan(out, planned, summary="ablate.json", groups_key="methods", quick=quick,
-                    seeds=seeds, data_dir=data_dir, overwrite=overwrite, verbose=verbose,
-                    together=together, write_report=write_report)
+    return run_plan(ABLATION, out, quick=quick, seeds=seeds, data_dir=data_dir,
+                    overwrite=overwrite, verbose=verbose, together=together)
+
+
+def resume_ablation(out, verbose: bool = True, together: int | None = None) -> Path:
+    """Finish an interrupted ablation in ``out`` (``vaelab ablate --resume OUT``)."""
+    return resume_plan(ABLATION, out, verbose=verbose, together=together)
 
 
 def results(out) -> list[dict]:
@@ -174,3 +182,6 @@ def write_report(out) -> Path:
     runs.write_text(out / "report.html",
                     report.html_page(text, out, title="vaelab ablation report"))
     return out / "report.html"
+
+
+ABLATION = Kind("ablate", "ablate.json", "methods", _plan, write_report)

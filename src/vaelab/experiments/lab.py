@@ -28,7 +28,7 @@ from vaelab.core.models import build_classifier
 from vaelab.data import Dataset
 from vaelab.experiments import report
 from vaelab.experiments.report import CLASSIFIER
-from vaelab.experiments.runner import Planned, check_seeds, run_plan
+from vaelab.experiments.runner import Kind, Planned, resume_plan, run_plan
 from vaelab.store import runs
 from vaelab.training.feeding import Feed
 from vaelab.training.fit import progress_mode
@@ -99,6 +99,20 @@ def train_classifier(data: Dataset, run_dir: Path, epochs: int, seed: int = 0,
     return values
 
 
+def _plan(quick: bool, seeds: int, data_dir: str | None) -> list[Planned]:
+    return [Planned(e.name, e.title, folder, config) for e in experiments(quick, data_dir)
+            for folder, config in seeded_runs(e, seeds)]
+
+
+def _classifier(data: Dataset, out: Path, quick: bool, verbose: bool) -> None:
+    train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose,
+                     **(QUICK_SIZES if quick else {}))
+
+
+LAB = Kind("lab", "lab.json", "experiments", _plan, report.write_report,
+           first=_classifier, first_folder=CLASSIFIER)
+
+
 def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
             overwrite: bool = False, verbose: bool = True, seeds: int = 1,
             together: int | None = None) -> Path:
@@ -107,16 +121,13 @@ def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,
     The VAE runs that share their epochs (02 and 03; 04 and 05; with every seed) can train
     together as populations of up to ``together`` (:func:`vaelab.training.population.train_many`;
     ``None``: 8 on an accelerator, one by one on a CPU), each with the history it would
-    have alone.
+    have alone. An interrupted lab is finished by :func:`resume_lab`.
     """
-    out = Path(out)
-    planned = [Planned(e.name, e.title, folder, config) for e in experiments(quick, data_dir)
-               for folder, config in seeded_runs(e, check_seeds(seeds))]
+    return run_plan(LAB, out, quick=quick, seeds=seeds, data_dir=data_dir, overwrite=overwrite,
+                    verbose=verbose, together=together)
 
-    def classifier(data: Dataset) -> None:
-        train_classifier(data, out / CLASSIFIER, epochs=1 if quick else 2, verbose=verbose,
-                         **(QUICK_SIZES if quick else {}))
 
-    return run_plan(out, planned, summary="lab.json", groups_key="experiments", quick=quick,
-                    seeds=seeds, data_dir=data_dir, overwrite=overwrite, verbose=verbose,
-                    together=together, write_report=report.write_report, first=classifier)
+def resume_lab(out, verbose: bool = True, together: int | None = None) -> Path:
+    """Finish an interrupted lab in ``out`` (``vaelab lab --resume OUT``) and write its report:
+    :func:`vaelab.experiments.runner.resume_plan`."""
+    return resume_plan(LAB, out, verbose=verbose, together=together)
