@@ -293,3 +293,30 @@ def test_fashion_mnist_checksums_are_verified_by_the_projects_fetch(tmp_path, mo
     from vaelab.data import Dataset
 
     assert Dataset.load(folder).identity["name"] == "fashion-mnist"
+
+
+def test_a_damaged_cached_file_is_replaced_and_said_so(fake_mnist, capsys):
+    calls = []
+    source = [copying_source("the mirror", fake_mnist, calls)]
+    data.fetch_mnist(sources=source)
+    cache = data.cache_dir()
+    (cache / "t10k-labels-idx1-ubyte").write_bytes(b"damaged")
+    capsys.readouterr()
+    assert data.fetch_mnist(sources=source) == "the mirror"
+    assert capsys.readouterr().err.strip() == (
+        f"vaelab: the cached MNIST file(s) t10k-labels-idx1-ubyte in {cache} did not match "
+        f"their SHA-256; replaced with verified copies from the mirror")
+    assert data.checksum_status(cache) == {name: "ok" for name in sources.MNIST_SHA256}
+    assert data.fetch_mnist(sources=source) == "cache" and calls == ["the mirror"] * 2
+    assert capsys.readouterr().err == ""  # a verified cache: nothing to say
+
+
+def test_data_info_names_the_dataset_a_folder_verifies_as(fake_mnist, monkeypatch, capsys):
+    """A verified Fashion-MNIST folder checked as MNIST is not "damaged": it says which
+    named dataset it is."""
+    fashion = {name: digest for name, digest in sources.MNIST_SHA256.items()}
+    monkeypatch.setattr(sources, "FASHION_MNIST_SHA256", fashion)
+    monkeypatch.setattr(sources, "MNIST_SHA256", {n: "0" * 64 for n in fashion})
+    assert cli.main(["data", "info", "--data-dir", str(fake_mnist)]) == 0
+    assert ("checksums:     verified Fashion-MNIST (all four SHA-256 match); "
+            "use --dataset fashion-mnist") in capsys.readouterr().out

@@ -41,8 +41,13 @@ def _data_info(args) -> None:
         print(f"{(split + ' labels:'):<15}{histogram}")
     status = data.checksum_status(folder, args.dataset)
     title = TITLES[args.dataset]
+    other = next((name for name in TITLES if name != args.dataset and all(
+        s == "ok" for s in data.checksum_status(folder, name).values())), None)
     if all(s == "ok" for s in status.values()):
         print(f"checksums:     verified {title} (all four SHA-256 match)")
+    elif other is not None:  # whole and verified, as another named dataset
+        print(f"checksums:     verified {TITLES[other]} (all four SHA-256 match); "
+              f"use --dataset {other}")
     else:
         detail = ", ".join(f"{name} {s}" for name, s in status.items())
         print(f"checksums:     not verified {title} ({detail})")

@@ -17,6 +17,7 @@ import gzip
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -85,10 +86,6 @@ def checksum_status(folder: str | os.PathLike, dataset: str = "mnist") -> dict[s
 def cache_dir(dataset: str = "mnist") -> Path:
     """``$XDG_CACHE_HOME/vaelab/NAME`` (default ``~/.cache/vaelab/NAME``)."""
     return Path(user_cache_dir()) / dataset
-
-
-def _cache_is_complete(folder: Path, dataset: str) -> bool:
-    return all(s == "ok" for s in checksum_status(folder, dataset).values())
 
 
 def _install_verified(staging: Path, cache: Path, dataset: str) -> None:
@@ -222,8 +219,10 @@ def fetch_mnist(cache: Path | None = None, sources: Sequence[Source] | None = No
     title = TITLES.get(dataset, dataset)
     pins(dataset)  # a known name
     cache = Path(cache) if cache is not None else cache_dir(dataset)
-    if _cache_is_complete(cache, dataset):
+    status = checksum_status(cache, dataset)
+    if all(s == "ok" for s in status.values()):
         return "cache"
+    damaged = sorted(name for name, s in status.items() if s == "mismatch")
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -239,6 +238,10 @@ def fetch_mnist(cache: Path | None = None, sources: Sequence[Source] | None = No
             except DataError as exc:
                 failures.append(f"{source.name}: {exc}")
                 continue
+        if damaged:  # never silently: which files, why, from where
+            print(f"vaelab: the cached {title} file(s) {', '.join(damaged)} in {cache} did not "
+                  f"match their SHA-256; replaced with verified copies from {source.name}",
+                  file=sys.stderr)
         return source.name
     tried = "; ".join(failures) if failures else "no sources configured"
     raise DataError(
