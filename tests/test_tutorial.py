@@ -1,7 +1,9 @@
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -191,3 +193,66 @@ def test_running_the_student_notebook_names_the_failing_cell(tmp_path, capsys):
     assert err.count("\n") == 1
     assert "lab11-student.ipynb: code cell 2 raised NotImplementedError: TODO: return formula (a)" in err
     assert not (tmp_path / "lab11-student-executed.ipynb").exists()
+
+
+def endless_notebook(folder):
+    """A notebook whose second cell never ends; its first writes the kernel's PID to a file."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import os, time\n"
+                                  "open('kernel.pid', 'w').write(str(os.getpid()))"),
+        nbformat.v4.new_code_cell("while True:\n    time.sleep(0.05)")]
+    path = folder / "endless.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def gone(pid: int, seconds: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_tutorial_run_stops_a_cell_that_runs_too_long(tmp_path, capsys):
+    path = endless_notebook(tmp_path)
+    assert cli.main(["tutorial", "run", str(path), "--timeout", "3"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"vaelab: error: {path}: code cell 2 ran longer than 3 s (--timeout); "
+        f"the kernel was stopped")
+    assert gone(int((tmp_path / "kernel.pid").read_text()))
+    assert not (tmp_path / "endless-executed.ipynb").exists()
+    assert cli.main(["tutorial", "run", str(path), "--timeout", "0"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "vaelab: error: --timeout must be a positive number of seconds, received 0.0"
+
+
+def test_ctrl_c_stops_the_notebook_and_its_kernel_in_one_line(tmp_path):
+    from conftest import finish
+
+    path = endless_notebook(tmp_path)
+    child = subprocess.Popen([sys.executable, "-m", "vaelab", "tutorial", "run", str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=tmp_path)
+    try:
+        marker = tmp_path / "kernel.pid"
+        for _ in range(600):  # the kernel has started the endless cell (60 s at most)
+            if marker.exists() and marker.read_text():
+                break
+            time.sleep(0.1)
+        os.kill(child.pid, signal.SIGINT)
+        code, _, err = finish(child, timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert code == 130 and err == "vaelab: interrupted\n", err
+    assert gone(int(marker.read_text()))

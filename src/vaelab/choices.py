@@ -27,3 +27,4 @@ LAUNCH_GRACE_SECONDS = 10.0  # the launcher's wait between SIGTERM and SIGKILL
 GRADING_TIMEOUT = 120        # seconds per exercise
 GRADING_MEMORY = 4096        # MiB of address space per probe process (JAX alone maps ~1.8 GiB)
 GRADING_SCRATCH = 128        # MiB of the grader's sandbox's private /tmp
+NOTEBOOK_CELL_TIMEOUT = 1800  # seconds one cell of `vaelab tutorial run` may take

@@ -115,7 +115,8 @@ def _tutorial_build(args) -> None:
 
 def _tutorial_run(args) -> None:
     from vaelab.teaching import tutorial
-    paths = tutorial.run_notebook(args.notebook, out=args.out, quick=args.quick, html=args.html)
+    paths = tutorial.run_notebook(args.notebook, out=args.out, quick=args.quick, html=args.html,
+                                  cell_timeout=args.timeout)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
 

@@ -299,6 +299,10 @@ def _tutorial(commands) -> None:
     add_quick(run, "the tutorial's small subset (about a minute)")
     run.add_argument("--html", action="store_true",
                      help="also render the executed copy as HTML (nbconvert)")
+    run.add_argument("--timeout", type=_float, default=choices.NOTEBOOK_CELL_TIMEOUT,
+                     metavar="SECONDS",
+                     help=f"the longest one cell may run, a positive number of seconds "
+                          f"(default {choices.NOTEBOOK_CELL_TIMEOUT})")
     run.set_defaults(func="tutorial_run")
 
     check = tutorial_commands.add_parser(

@@ -16,13 +16,18 @@ line. Blocks may not nest; a block needs its hint and its end.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 from vaelab import choices
 from vaelab.core.config import NotebookFailed, UsageError
 from vaelab.paths import RESOURCES
 from vaelab.store import files as store
+from vaelab.training import interrupts
 
 BEGIN, END = "#!hwbegin", "#!hwend"
 DEFAULT_SOURCE = RESOURCES / "lab11.py"  # package data: works from an installed wheel
@@ -184,16 +189,24 @@ def read_notebook(path):
 
 
 def run_notebook(path, out=None, quick: bool = False, html: bool = False,
-                 cell_timeout: int = 1800) -> dict[str, Path]:
+                 cell_timeout: float = choices.NOTEBOOK_CELL_TIMEOUT) -> dict[str, Path]:
     """Execute a notebook top to bottom in a fresh Python 3 kernel (nbclient) and write the
     executed copy (default ``NAME-executed.ipynb`` beside it); ``html`` also renders it
     with nbconvert. ``quick`` runs the tutorial on its small subset. The kernel's working
-    folder is the notebook's, so its figures are saved there.
+    folder is the notebook's, so its figures are saved there. A cell may run at most
+    ``cell_timeout`` seconds; on a time-out or Ctrl-C/SIGTERM the kernel is stopped, and
+    its own error output (a traceback of the interrupted cell) is not shown.
 
     Raises:
-        UsageError: not a notebook, or an output path that cannot be written.
-        NotebookFailed: a cell raised; the message names the cell and the error.
+        UsageError: not a notebook, an output path that cannot be written, or a
+            ``cell_timeout`` that is not a positive number.
+        NotebookFailed: a cell raised or ran too long; the message names the cell.
+        Interrupted: SIGINT or SIGTERM (the kernel is stopped first).
     """
+    if (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float))
+            or not math.isfinite(cell_timeout) or cell_timeout <= 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, received "
+                         f"{cell_timeout!r}")
     nbclient, nbformat = _notebook_modules(html)
     from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_client.manager import AsyncKernelManager
@@ -212,7 +225,7 @@ def run_notebook(path, out=None, quick: bool = False, html: bool = False,
                                      extra_arguments=["--IPKernelApp.log_level=ERROR"],
                                      resources={"metadata": {"path": str(path.parent.resolve())}})
     try:
-        client.execute(env=env)
+        _execute(client, env)
     except nbclient.exceptions.CellExecutionError as exc:
         code = [c for c in notebook.cells if c.cell_type == "code"]
         where = next((f"code cell {i}" for i, c in enumerate(code, start=1)
@@ -222,9 +235,13 @@ def run_notebook(path, out=None, quick: bool = False, html: bool = False,
         raise NotebookFailed(f"{path}: {where} raised {exc.ename}"
                              + (f": {detail[0]}" if detail else "")) from None
     except nbclient.exceptions.CellTimeoutError:
-        raise NotebookFailed(f"{path}: a cell ran longer than {cell_timeout} s") from None
+        _kill_kernel(client)
+        where = _running_cell(notebook)
+        raise NotebookFailed(f"{path}: {where} ran longer than {cell_timeout:g} s (--timeout); "
+                             f"the kernel was stopped") from None
     except nbclient.exceptions.DeadKernelError:
-        raise NotebookFailed(f"{path}: the kernel died (out of memory?)") from None
+        raise NotebookFailed(f"{path}: the kernel stopped unexpectedly while "
+                             f"{_running_cell(notebook)} ran (out of memory, or killed)") from None
     except NoSuchKernel:
         raise UsageError("no python3 Jupyter kernel: pip install 'vaelab[notebooks]'") from None
     written = {"executed": out}
@@ -236,3 +253,50 @@ def run_notebook(path, out=None, quick: bool = False, html: bool = False,
         written["html"] = out.with_suffix(".html")
         store.write_text(written["html"], body)
     return written
+
+
+def _running_cell(notebook) -> str:
+    """The code cell that was running when execution stopped: the last one with
+    execution metadata, as "code cell N"."""
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    started = [i for i, c in enumerate(code, start=1)
+               if c.get("metadata", {}).get("execution", {}).get("iopub.execute_input")]
+    return f"code cell {started[-1]}" if started else "a cell"
+
+
+def _execute(client, env: dict) -> None:
+    """Run every cell in a worker thread, so that nbclient installs no signal handlers of its
+    own (it does only in the main thread, and there it would turn Ctrl-C into a "dead
+    kernel"); here Ctrl-C or SIGTERM (``interrupts.handled``, or Python's KeyboardInterrupt)
+    kills the kernel and is raised as it came."""
+    outcome: list[BaseException] = []
+
+    def work():
+        try:
+            client.execute(env=env, stderr=subprocess.DEVNULL)  # cell errors come as outputs
+        except BaseException as exc:  # handed to the main thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=work, name="vaelab-notebook", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except (interrupts.Interrupted, KeyboardInterrupt):
+        _kill_kernel(client)
+        worker.join(30)
+        raise
+    if outcome:
+        raise outcome[0]
+
+
+def _kill_kernel(client) -> None:
+    """SIGKILL to the kernel's process group, if it runs (it leads its own session)."""
+    process = getattr(getattr(getattr(client, "km", None), "provisioner", None), "process", None)
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)  # reaped: no zombie left behind in a long-lived process
+    except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+        pass
