@@ -197,3 +197,24 @@ def test_resuming_a_complete_or_damaged_plan_is_refused(tmp_path, capsys):
     assert run_cli(["lab", "--resume", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(f"vaelab: error: --resume {tmp_path}: "
                                               f"{tmp_path / 'lab.json'} is damaged (")
+
+
+@pytest.mark.parametrize("entry", [["-c", "import sys, vaelab_cli; sys.exit(vaelab_cli.main())"],
+                                   ["-m", "vaelab"]])
+@pytest.mark.parametrize("args", [["train", "--help"], ["data", "info"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(data_dir, entry, args):
+    """``vaelab … | head``: the rest of the output is dropped, no traceback; status 141 where
+    a command's own output met the closed pipe (argparse's help is written at exit, 0)."""
+    if args[0] == "data":
+        args = [*args, "--data-dir", str(data_dir)]
+    child = subprocess.Popen([sys.executable, *entry, *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # gone before the first line
+    try:
+        err = child.stderr.read().decode()
+        assert child.wait(timeout=120) == (141 if args[0] == "data" else 0), err
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert err == ""

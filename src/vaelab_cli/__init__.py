@@ -6,7 +6,8 @@ before it could print ``--help``. So the script enters here, outside the package
 
 1. makes the ``vaelab`` package module without running its ``__init__`` yet, the first of
    the two steps of any import (:func:`importlib.util.module_from_spec`), so that
-   :mod:`vaelab.cli.parser` and :mod:`vaelab.choices`, which import nothing heavy, load;
+   :mod:`vaelab.cli`, :mod:`vaelab.cli.parser` and :mod:`vaelab.choices`, which import
+   nothing heavy, load;
 2. parses: ``--help``, ``--version`` and a mistyped option end the process here;
 3. runs the package's ``__init__`` (the second step, exactly as ``import vaelab`` would)
    and the command.
@@ -31,15 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     spec = importlib.util.find_spec("vaelab")
     package = importlib.util.module_from_spec(spec)
     sys.modules["vaelab"] = package
+    whole = []
+
+    def finish_import():  # the rest of `import vaelab`: Keras, registration
+        spec.loader.exec_module(package)
+        whole.append(True)
+
     try:
-        from vaelab.cli.parser import build_parser
+        from vaelab.cli import main as vaelab_main
 
-        args = build_parser().parse_args(argv)
-    except BaseException:  # --help, --version, a usage error: leave nothing half-made
-        for name in [n for n in sys.modules if n == "vaelab" or n.startswith("vaelab.")]:
-            del sys.modules[name]
+        return vaelab_main(argv, before_run=finish_import)
+    except BaseException:
+        if not whole:  # --help, --version, a usage error: leave nothing half-made
+            for name in [n for n in sys.modules if n == "vaelab" or n.startswith("vaelab.")]:
+                del sys.modules[name]
         raise
-    spec.loader.exec_module(package)  # the rest of `import vaelab`: Keras, registration
-    from vaelab.cli import run
-
-    return run(args)
