@@ -109,11 +109,19 @@ def test_sample_command(conditional_run, tmp_path, capsys):
     assert cli.main(["sample", str(conditional_run), "--label", "7", "--n", "12",
                      "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
     assert cli.main(["sample", str(conditional_run)]) == 0
     assert (conditional_run / "samples-prior.png").exists()
+    assert capsys.readouterr().err == (  # 64 asked, 10 rows of 6 drawn: said, not silent
+        "vaelab: a conditional run without --label draws one row per class: 10 rows of 6 "
+        "(60 images, not 64; at most 10 a row)\n")
     for args, message in ((["--label", "10"], "--label 10 is not a class of"),
                           (["--label", "-1"], "--label -1 is not a class of"),
-                          (["--n", "0"], "--n must be a positive integer, received 0")):
+                          (["--n", "0"], "--n must be a positive integer, received 0"),
+                          (["--n", "1025"], "--n must be at most 1024 (a grid of 128 rows of "
+                                            "8 images), received 1025"),
+                          (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295, "
+                                             "received -1")):
         capsys.readouterr()
         assert cli.main(["sample", str(conditional_run), *args]) == 2
         err = capsys.readouterr().err

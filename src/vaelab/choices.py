@@ -28,3 +28,5 @@ GRADING_TIMEOUT = 120        # seconds per exercise
 GRADING_MEMORY = 4096        # MiB of address space per probe process (JAX alone maps ~1.8 GiB)
 GRADING_SCRATCH = 128        # MiB of the grader's sandbox's private /tmp
 NOTEBOOK_CELL_TIMEOUT = 1800  # seconds one cell of `vaelab tutorial run` may take
+MAX_SAMPLES = 1024             # `vaelab sample --n`: a grid of at most 128 rows of 8 images
+MAX_SEED = 2**32 - 1          # seeds are 32-bit (NumPy's and Keras' generators)

@@ -8,6 +8,7 @@ Images are ``(n, pixels)`` rows in [0, 1] with ``pixels = side²``.
 from __future__ import annotations
 
 import math
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from vaelab.analysis.metrics import principal_axes
+from vaelab.choices import MAX_SAMPLES, MAX_SEED
 from vaelab.core.config import TrainConfig, UsageError, format_scale
 from vaelab.store import runs
 from vaelab.store.runs import atomic_path
@@ -210,6 +212,11 @@ def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
     run_dir = Path(run_dir)
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise UsageError(f"--n must be a positive integer, received {n!r}")
+    if n > MAX_SAMPLES:
+        raise UsageError(f"--n must be at most {MAX_SAMPLES} (a grid of {MAX_SAMPLES // 8} rows "
+                         f"of 8 images), received {n}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, received {seed!r}")
     with runs.open_run(run_dir):
         vae = runs.load_vae(run_dir)
         if label is not None and not vae.classes:
@@ -220,6 +227,10 @@ def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
         name = f"samples-{'class-' + str(label) if label is not None else 'prior'}.png"
         out = runs.check_output_file(out) if out is not None else run_dir / name
         images, columns = prior_samples(vae, seed, n, label)
+        if len(images) != n:  # one row per class: said, not silently
+            print(f"vaelab: a conditional run without --label draws one row per class: "
+                  f"{vae.classes} rows of {columns} ({len(images)} images, not {n}; at most 10 "
+                  f"a row)", file=sys.stderr)
         what = (f"class {label}" if label is not None
                 else "one row per class" if vae.classes else "z ~ N(0, I)")
         image_grid(images, out, columns=columns, title=f"{run_dir.name}: {len(images)} samples, {what}")

@@ -266,8 +266,10 @@ def _analysis(commands) -> None:
                     "class without it.")
     add_run_dir(sample)
     sample.add_argument("--label", type=_int, help="the class to draw (conditional runs)")
-    sample.add_argument("--n", type=_int, default=64, help="samples (default 64)")
-    sample.add_argument("--seed", type=_int, default=0, help="of the prior draws (default 0)")
+    sample.add_argument("--n", type=_int, default=64,
+                        help=f"samples, 1 to {choices.MAX_SAMPLES} (default 64)")
+    sample.add_argument("--seed", type=_int, default=0,
+                        help=f"of the prior draws, 0 to {choices.MAX_SEED} (default 0)")
     add_out(sample, "the PNG to write",
             default_text="RUN_DIR/samples-class-L.png or samples-prior.png")
     sample.set_defaults(func="sample")

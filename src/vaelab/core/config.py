@@ -10,7 +10,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from vaelab.choices import ACTIVATIONS, MODELS
+from vaelab.choices import ACTIVATIONS, MAX_SEED, MODELS
 from vaelab.core import likelihoods, objectives, schedules
 from vaelab.data.sources import DATASETS
 
@@ -19,7 +19,6 @@ class UsageError(ValueError):
     """A value given on the command line or to the API is not usable."""
 
 
-MAX_SEED = 2**32 - 1  # NumPy's and Keras' global seeds are 32-bit
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or infinite loss and was stopped (CLI exit status 3)."""
