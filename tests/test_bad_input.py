@@ -69,6 +69,8 @@ def copy_run(finished, tmp_path):
                           "received -1.0"),
     ("--free-bits", "inf", "--free-bits must be a non-negative finite number of nats (0: off), "
                            "received inf"),
+    ("--objective", "iwae:100000000", "objective iwae:100000000 on batches of 32 images (the "
+                                      "largest, training or validation) needs about"),
     ("--objective", "iwae:0", "--objective must be elbo or iwae:K with K a positive integer, "
                               "received 'iwae:0'"),
     ("--objective", "iwae:x", "received 'iwae:x'"),

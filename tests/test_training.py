@@ -182,3 +182,22 @@ def test_conv_runs_take_short_groups():
 
     assert steps_per_execution(60000, TrainConfig(model="conv")) <= MAX_STEPS_CONV == 8
     assert steps_per_execution(60000, TrainConfig()) == 125
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_does_not_block_the_same_command(
+        tmp_path, monkeypatch):
+    from vaelab.training import trainer
+
+    make_idx_dir(tmp_path / "data", n_train=64, n_test=16)
+    config = TrainConfig(data_dir=str(tmp_path / "data"), epochs=1, hidden_dim=8, latent_dim=2)
+    original = trainer.new_vae
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no memory for this model")
+
+    monkeypatch.setattr(trainer, "new_vae", failing)
+    with pytest.raises(RuntimeError, match="no memory for this model"):
+        train(config, tmp_path / "run", verbose=False)
+    assert runs.is_empty_run_dir(tmp_path / "run")  # config.json gone, the lock file only
+    monkeypatch.setattr(trainer, "new_vae", original)
+    assert train(config, tmp_path / "run", verbose=False)["complete"] is True

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from vaelab.core import objectives
 from vaelab.core.config import TrainConfig, UsageError
 from vaelab.core.models import conv
 from vaelab.data import Dataset
@@ -18,6 +19,7 @@ from vaelab.data import Dataset
 MIN_TEST_IMAGES = 2           # the collapse verdict is a variance over test images
 FEW_TEST_IMAGES = 100         # below this the verdict is noisy: a warning
 BYTES_PER_PARAMETER = 4 * 4   # float32 weight, gradient and Adam's two moments
+BYTES_PER_ACTIVATION_COPIES = 3  # an activation, its gradient, and XLA's temporaries
 MEMORY_SHARE = 0.8            # of the machine's memory a model may take
 MAX_CLASSES = 1000            # one-hot labels of a conditional VAE, at most
 
@@ -88,12 +90,29 @@ def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def step_bytes(config: TrainConfig, input_dim: int, rows: int) -> int:
+    """One step's activations: ``rows`` images (the larger of a training and a validation
+    batch), times the importance samples of ``iwae:K``, through every layer of the encoder
+    and the decoder, each kept for the gradient (float32, about three copies)."""
+    samples = objectives.parse(config.objective).samples
+    floats = 2 * input_dim + 2 * sum(config.hidden) + 4 * config.latent_dim
+    return rows * samples * floats * 4 * BYTES_PER_ACTIVATION_COPIES
+
+
 def check_memory(config: TrainConfig, input_dim: int, copies: int = 1,
-                 data_bytes: int = 0) -> None:
-    """Refuse a model whose weights, gradients and optimizer state cannot fit in memory;
+                 data_bytes: int = 0, rows: int = 0) -> None:
+    """Refuse, before anything is written, a model whose weights, gradients and optimizer
+    state, or whose activations for one step of ``rows`` images, cannot fit in memory;
     ``copies`` models trained together (a population) with ``data_bytes`` of their inputs."""
     needed = parameters(config, input_dim) * BYTES_PER_PARAMETER * copies + data_bytes
+    step = step_bytes(config, input_dim, rows) * copies
     available = memory_bytes()
+    if needed <= MEMORY_SHARE * available < needed + step:  # the weights fit, a step not
+        raise UsageError(
+            f"objective {config.objective} on batches of {rows} images (the largest, training "
+            f"or validation) needs about {step / 2**30:.1f} GiB of activations for one step"
+            f"{f' of {copies} runs together' if copies > 1 else ''}; this machine has "
+            f"{available / 2**30:.1f} GiB (fewer importance samples or a smaller batch)")
     if needed > MEMORY_SHARE * available:
         what = (f"{copies} runs together (their weights, gradients, Adam's state and training "
                 f"arrays)" if copies > 1 else "weights, gradients and Adam's state")

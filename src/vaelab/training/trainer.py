@@ -85,6 +85,7 @@ def train_group(configs: list[TrainConfig], run_dirs: list, *, overwrite: bool =
         prepared.append(config)
     if len(prepared) > 1:
         preflight.check_memory(prepared[0], dataset.input_dim, copies=len(prepared),
+                               rows=batch_rows(prepared[0], dataset),
                                data_bytes=len(prepared) * dataset.x_train.nbytes)
     cluster.barrier("vaelab: settings, data and run folder checked")  # then process 0 writes
     if not cluster.is_writer():  # process 0 of a job writes the run folder; this one trains
@@ -107,9 +108,17 @@ def train_group(configs: list[TrainConfig], run_dirs: list, *, overwrite: bool =
                 settings["population"] = {"members": len(prepared), "index": i,
                                           "runs": [str(d) for d in run_dirs]}
             runs.write_config(run_dir, config, dataset.identity, settings)
-        members = [Member(config, new_vae(config, dataset.input_dim), run_dir)
-                   for config, run_dir in zip(prepared, run_dirs)]
-        return fit_and_finish(members, dataset, 0, verbose)
+        try:
+            members = [Member(config, new_vae(config, dataset.input_dim), run_dir)
+                       for config, run_dir in zip(prepared, run_dirs)]
+            return fit_and_finish(members, dataset, 0, verbose)
+        except NonFiniteLoss:
+            raise  # the folder is the evidence (docs/errors.md), kept
+        except Exception:
+            for run_dir in run_dirs:  # failed before a first checkpoint: nothing worth keeping
+                if checkpoint.read_state(run_dir) is None and not runs.is_complete(run_dir):
+                    runs.clear(run_dir)  # so that the same command can run again
+            raise
 
 
 def shared_settings(config: TrainConfig) -> dict:
@@ -163,12 +172,18 @@ def prepare(config: TrainConfig, run_dir: Path, overwrite: bool, arrays=None
     config = config.for_data(dataset.input_dim)
     if config.conditional:
         config = dataclasses.replace(config, classes=dataset.classes)
-    preflight.check_memory(config, dataset.input_dim)
+    preflight.check_memory(config, dataset.input_dim, rows=batch_rows(config, dataset))
     distribution_scope(config)  # refuse --distribute where it cannot work, before writing
     if config.distribute:
         check_divisible(config, len(dataset.x_train), len(dataset.x_test),
                         validation_batch_size(config))
     return config, dataset
+
+
+def batch_rows(config: TrainConfig, dataset: Dataset) -> int:
+    """The most images one step takes: a training batch or a validation batch."""
+    return max(min(config.batch_size, len(dataset.x_train)),
+               min(validation_batch_size(config), len(dataset.x_test)))
 
 
 def new_vae(config: TrainConfig, input_dim: int) -> VAE:
