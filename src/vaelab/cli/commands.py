@@ -140,12 +140,22 @@ def _sample(args) -> None:
                               seed=args.seed))
 
 
-def _plan_options(args, default_out: str) -> dict:
-    """The options of ``lab``/``ablate`` for a new plan, or ``{}`` with ``--resume`` (which
-    takes the plan's own settings: one line names an option given with it)."""
+def _plan(args) -> None:
+    """``vaelab lab`` and ``vaelab ablate``: a new plan, or ``--resume DIR`` with the plan's
+    own settings (one line names an option given with it)."""
+    from vaelab.experiments import runner
+
+    if args.func == "lab":
+        from vaelab.experiments.lab import LAB as kind
+    else:
+        from vaelab.experiments.ablation import ABLATION as kind
+    verbose = not args.quiet
     if args.resume is None:
-        return {"out": args.out or default_out, "quick": args.quick, "data_dir": args.data_dir,
-                "overwrite": args.overwrite}
+        runner.run_plan(kind, args.out or kind.default_out, quick=args.quick,
+                        seeds=kind.default_seeds if args.seeds is None else args.seeds,
+                        data_dir=args.data_dir, overwrite=args.overwrite, verbose=verbose,
+                        together=args.together)
+        return
     given = [name for name, value in (
         ("--out", args.out is not None), ("--quick", args.quick),
         ("--seeds", args.seeds is not None), ("--data-dir", args.data_dir is not None),
@@ -153,29 +163,7 @@ def _plan_options(args, default_out: str) -> dict:
     if given:
         raise UsageError(f"--resume takes the settings {args.resume} was started with; "
                          f"{given[0]} does not apply")
-    return {}
-
-
-def _lab(args) -> None:
-    from vaelab.experiments import lab
-
-    options = _plan_options(args, "runs/lab")
-    if not options:
-        lab.resume_lab(args.resume, verbose=not args.quiet, together=args.together)
-        return
-    lab.run_lab(**options, verbose=not args.quiet, together=args.together,
-                seeds=1 if args.seeds is None else args.seeds)
-
-
-def _ablate(args) -> None:
-    from vaelab.experiments import ablation
-
-    options = _plan_options(args, "runs/ablate")
-    if not options:
-        ablation.resume_ablation(args.resume, verbose=not args.quiet, together=args.together)
-        return
-    ablation.run_ablation(**options, verbose=not args.quiet, together=args.together,
-                          seeds=3 if args.seeds is None else args.seeds)
+    runner.resume_plan(kind, args.resume, verbose=verbose, together=args.together)
 
 
 def run(args) -> int:
@@ -226,4 +214,4 @@ def _run(args) -> int:
 HANDLERS = {"data_fetch": _data_fetch, "data_info": _data_info, "train": _train,
             "launch": _launch, "evaluate": _evaluate, "tutorial_build": _tutorial_build,
             "tutorial_run": _tutorial_run, "tutorial_check": _tutorial_check,
-            "explore": _explore, "sample": _sample, "lab": _lab, "ablate": _ablate}
+            "explore": _explore, "sample": _sample, "lab": _plan, "ablate": _plan}

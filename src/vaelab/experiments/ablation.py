@@ -184,4 +184,5 @@ def write_report(out) -> Path:
     return out / "report.html"
 
 
-ABLATION = Kind("ablate", "ablate.json", "methods", _plan, write_report)
+ABLATION = Kind("ablate", "ablate.json", "methods", _plan, write_report,
+                default_out="runs/ablate", default_seeds=3)

@@ -110,7 +110,7 @@ def _classifier(data: Dataset, out: Path, quick: bool, verbose: bool) -> None:
 
 
 LAB = Kind("lab", "lab.json", "experiments", _plan, report.write_report,
-           first=_classifier, first_folder=CLASSIFIER)
+           first=_classifier, first_folder=CLASSIFIER, default_out="runs/lab", default_seeds=1)
 
 
 def run_lab(out="runs/lab", quick: bool = False, data_dir: str | None = None,

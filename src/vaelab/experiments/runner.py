@@ -49,6 +49,8 @@ class Kind:
     first: Callable[[Dataset, Path, bool, bool], object] | None = None  # (data, out, quick,
     #                                     verbose), before the plan: the lab's classifier
     first_folder: str | None = None   # the folder ``first`` writes
+    default_out: str = "runs"         # the output folder without --out
+    default_seeds: int = 1            # seeds without --seeds
 
 
 def run_plan(kind: Kind, out, *, quick: bool, seeds: int, data_dir: str | None,
