@@ -13,6 +13,7 @@ import fcntl
 import os
 import platform
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -61,7 +62,12 @@ def locked(run_dir):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            holder = ""
+            for _ in range(50):  # the holder writes its PID just after it takes the lock
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                if holder.isdigit():
+                    break
+                time.sleep(0.01)
             who = f" (PID {holder})" if holder.isdigit() else ""
             raise UsageError(f"{run_dir} is in use by another vaelab process{who}; wait for "
                              f"it to finish or stop it") from None
