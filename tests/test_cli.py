@@ -218,3 +218,11 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(data_dir, entry, args)
             child.kill()
             child.wait()
     assert err == ""
+
+
+def test_resuming_a_plan_whose_file_claims_a_billion_seeds_is_refused_at_once(tmp_path, capsys):
+    (tmp_path / "lab.json").write_text('{"quick": true, "seeds": 1000000000, "runs": {}}')
+    assert run_cli(["lab", "--resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"vaelab: error: --resume {tmp_path}: {tmp_path / 'lab.json'} is damaged (quick, seeds "
+        f"or runs do not agree); start again with --overwrite")

@@ -94,15 +94,24 @@ def resume_plan(kind: Kind, out, *, verbose: bool, together: int | None) -> Path
     path = out / kind.summary
     try:
         summary = runs.read_json(path)
-        plan = kind.make(summary["quick"], summary["seeds"], summary.get("data_dir"))
+        if summary.get("complete") is True:
+            raise UsageError(f"--resume {out}: the {kind.command} is already complete")
+        # A file left on disk: its settings are checked before they size anything.
+        recorded = summary["runs"]
+        seeds = summary["seeds"]
+        if (not isinstance(summary["quick"], bool) or isinstance(seeds, bool)
+                or not isinstance(seeds, int) or not isinstance(recorded, dict) or not recorded
+                or any(not isinstance(v, list) or len(v) != seeds for v in recorded.values())):
+            raise ValueError("quick, seeds or runs do not agree")
+        plan = kind.make(summary["quick"], seeds, summary.get("data_dir"))
     except FileNotFoundError:
         raise UsageError(f"--resume {out}: no {kind.summary} there; it is not a folder "
                          f"`vaelab {kind.command}` wrote") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except UsageError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"--resume {out}: {path} is damaged ({exc}); start again with "
                          f"--overwrite") from None
-    if summary.get("complete"):
-        raise UsageError(f"--resume {out}: the {kind.command} is already complete")
     folders = {}
     for p in plan:
         folders.setdefault(p.group, []).append(p.folder)
