@@ -126,3 +126,21 @@ def self_signal_script(signal_name: str) -> str:
         f"        os.kill(os.getpid(), signal.{signal_name})\n"
         "callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end\n"
         "sys.exit(cli.main(sys.argv[1:]))\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many generated cases each property test ran (tests/test_properties.py), shown at
+    the end of every run and kept in build/test-artifacts/property-cases.json."""
+    import json
+    import sys
+    from pathlib import Path
+
+    module = sys.modules.get("test_properties")
+    if module is None or not module.COUNTS:
+        return
+    counts = dict(sorted(module.COUNTS.items()))
+    terminalreporter.write_line(f"generated cases run: {sum(counts.values())} "
+                                f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    folder = Path(__file__).parent.parent / "build" / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "property-cases.json").write_text(json.dumps(counts, indent=1) + "\n")

@@ -71,7 +71,7 @@ def test_quick_ablation_end_to_end(tmp_path):
 
 def test_ablate_refuses_bad_seeds_and_a_non_empty_folder(tmp_path, capsys):
     assert cli.main(["ablate", "--quick", "--seeds", "0", "--out", str(tmp_path / "a")]) == 2
-    assert "--seeds must be a positive integer, received 0" in capsys.readouterr().err
+    assert "--seeds must be an integer from 1 to 1000, received 0" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x").write_text("")

@@ -78,6 +78,11 @@ def copy_run(finished, tmp_path):
     ("--out", "", "argument --out: expected a path, received ''"),
     ("--data-dir", "", "argument --data-dir: expected a path, received ''"),
     ("--resume", "", "argument --resume: expected a path, received ''"),
+    ("--train-size", "65", "--train-size 65 is more than the 64 training images of "),
+    ("--test-size", "33", "--test-size 33 is more than the 32 test images of "),
+    ("--train-size", "99999999999", "--train-size 99999999999 is more than the 64 training "),
+    ("--epochs", "100001", "epochs must be at most 100000, received 100001"),
+    ("--epochs", "99999999999", "epochs must be at most 100000, received 99999999999"),
 ])
 def test_option_values(tmp_path, data_dir, capsys, option, value, message):
     out = tmp_path / "out"
@@ -88,6 +93,14 @@ def test_option_values(tmp_path, data_dir, capsys, option, value, message):
         status = exc.code
     assert status == 2
     one_line(capsys, message)
+    assert not out.exists()
+
+
+def test_an_mlp_deeper_than_the_bound(tmp_path, capsys):
+    """900 hidden layers once ended in a RecursionError traceback inside Keras."""
+    out = tmp_path / "out"
+    assert cli.main(["train", "--hidden", ",".join(["8"] * 257), "--out", str(out)]) == 2
+    one_line(capsys, "--hidden takes at most 256 widths (hidden layers), received 257")
     assert not out.exists()
 
 
@@ -276,6 +289,56 @@ def test_evaluation_json_holds_no_bare_nan(tmp_path, finished):
     assert cli.main(["evaluate", str(run), "--k", "2", "--quiet", "--test-size", "1"]) == 0
     text = (run / "evaluation.json").read_text()
     assert "NaN" not in text and json.loads(text)["elbo_se"] is None
+
+
+@pytest.mark.parametrize("size, message", [
+    ("0", "--test-size must be a positive integer, received 0"),  # once: "the run's own"
+    ("-1", "--test-size must be a positive integer, received -1"),  # once: all images but one
+    ("33", "--test-size 33 is more than the 32 test images of "),
+])
+def test_evaluate_test_sizes_are_refused_not_reinterpreted(tmp_path, finished, capsys, size,
+                                                           message):
+    run = copy_run(finished, tmp_path)
+    assert cli.main(["evaluate", str(run), "--k", "2", "--quiet", "--test-size", size]) == 2
+    one_line(capsys, message)
+    assert not (run / "evaluation.json").exists()
+
+
+def test_evaluate_says_when_it_uses_more_test_images_than_the_run(tmp_path, data_dir, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--test-size", "16",
+                     "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run), "--k", "2", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert runs.read_json(run / "evaluation.json")["test_images"] == 16
+    assert cli.main(["evaluate", str(run), "--k", "2", "--quiet", "--test-size", "8"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main(["evaluate", str(run), "--k", "2", "--quiet", "--test-size", "32"]) == 0
+    assert capsys.readouterr().err == ("vaelab: evaluating on the first 32 test images; the run "
+                                       "itself validated on its first 16\n")
+    assert runs.read_json(run / "evaluation.json")["test_images"] == 32
+
+
+@pytest.mark.parametrize("command", ["lab", "ablate"])
+def test_plans_bound_their_seeds(tmp_path, capsys, command):
+    """A count of seeds once built a plan of billions of runs before anything was checked."""
+    out = tmp_path / "out"
+    assert cli.main([command, "--quick", "--seeds", "99999999999", "--out", str(out)]) == 2
+    one_line(capsys, "--seeds must be an integer from 1 to 1000, received 99999999999")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["lab", "ablate"])
+def test_a_quick_plan_on_too_few_images_writes_nothing(tmp_path, data_dir, capsys, command):
+    """Once the lab trained its classifier, wrote lab.json, and then its first VAE refused
+    a --train-size the user never gave."""
+    out = tmp_path / "out"
+    assert cli.main([command, "--quick", "--quiet", "--data-dir", str(data_dir),
+                     "--out", str(out)]) == 2
+    one_line(capsys, f"--quick trains on the first 1024 training and 512 test images; "
+                     f"{data_dir} has 64 and 32")
+    assert not out.exists()
 
 
 def test_k_above_the_bound_needs_force(tmp_path, finished, capsys):

@@ -12,12 +12,14 @@ import re
 import nbformat
 import pytest
 
-from vaelab import cli
+from vaelab import cli, machine
 from vaelab.teaching import grading
 from vaelab.teaching.grading import exercises, grader, reports
 from vaelab.teaching.tutorial import build
 
 ALL = [e.name for e in grading.EXERCISES]
+
+CORES, MEBIBYTES = machine.usable_cores(), machine.memory_bytes() // 2**20
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,7 @@ def test_a_class_folder_csv_feedback_and_the_same_seed_regrades_identically(note
     (folder / "cy.py").write_text("print('hello')\n")
     (folder / ".ipynb_checkpoints" / "ada-checkpoint.ipynb").write_text("{}")
     grades, feedback = tmp_path / "grades.csv", tmp_path / "feedback"
-    args = ["tutorial", "check", str(folder), "--jobs", "2", "--seed", "77", "--csv",
+    args = ["tutorial", "check", str(folder), "--jobs", str(min(2, CORES)), "--seed", "77", "--csv",
             str(grades), "--feedback", str(feedback), "--json"]
     assert cli.main(args) == 2                           # cy.py has no exercise
     first = json.loads(capsys.readouterr().out)
@@ -265,7 +267,18 @@ def test_progress_counts_on_a_terminal_only():
                                "4294967296"),
     (["--no-sandbox", "--scratch", "64"], "--scratch sizes the sandbox's /tmp; it cannot be "
                                           "used with --no-sandbox"),
-    (["--memory", "100"], "--memory must be at least 256 (MiB), received 100"),
+    (["--memory", "100"], "--memory must be from 256 to "),
+    (["--memory", str(MEBIBYTES + 1)], f"--memory must be from 256 to {MEBIBYTES} (MiB, this "
+                                       f"machine's memory), received {MEBIBYTES + 1}"),
+    (["--scratch", str(MEBIBYTES + 1)], f"--scratch must be from 1 to {MEBIBYTES} (MiB, this "
+                                        f"machine's memory: the /tmp lives in it), received "
+                                        f"{MEBIBYTES + 1}"),
+    (["--scratch", "0"], "--scratch must be from 1 to "),
+    (["--jobs", str(CORES + 1)], f"--jobs {CORES + 1} is more than the {CORES} cores this "
+                                 f"machine gives vaelab"),
+    (["--timeout", "86401"], "--timeout must be a positive number of seconds, at most 86400, "
+                             "received 86401"),
+    (["--timeout", "1e300"], "--timeout must be a positive number of seconds, at most 86400"),
 ])
 def test_bad_options_one_line_exit_2_nothing_written(notebooks, tmp_path, capsys, extra, message):
     out, paths = notebooks
@@ -277,6 +290,24 @@ def test_bad_options_one_line_exit_2_nothing_written(notebooks, tmp_path, capsys
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert not grades.exists() and not (tmp_path / "fb").exists()
+
+
+def test_the_csv_never_replaces_a_submission_or_the_feedback(notebooks, tmp_path, capsys):
+    """Found by Hypothesis: --csv F --feedback F wrote the feedback folder, then failed with
+    IsADirectoryError on the CSV; --csv SUBMISSION would have replaced a student's file."""
+    _, paths = notebooks
+    submission = tmp_path / "ada.ipynb"
+    submission.write_bytes(paths["solution notebook"].read_bytes())
+    before = submission.read_bytes()
+    for csv, message in ((submission, f"--csv {submission} is one of the submissions; name "
+                                      f"another file"),
+                         (tmp_path / "fb", f"--csv {tmp_path / 'fb'} is the --feedback folder "
+                                           f"or one of its files; name another file")):
+        status = cli.main(["tutorial", "check", str(submission), "--csv", str(csv),
+                           "--feedback", str(tmp_path / "fb")])
+        err = capsys.readouterr().err
+        assert status == 2 and err == f"vaelab: error: {message}\n"
+        assert submission.read_bytes() == before and not (tmp_path / "fb").exists()
 
 
 class _no_raise:

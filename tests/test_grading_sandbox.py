@@ -18,12 +18,16 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from unprivileged import as_nobody, open_folder
 
 import vaelab
+from vaelab import machine
 from vaelab.teaching.grading import exercises, grader, sandbox
 from vaelab.teaching.tutorial import build
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
+
+JOBS = min(2, machine.usable_cores())  # probes at once (--jobs refuses more than the cores)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +239,7 @@ def check_hostile(record_by_name, expected, before, listener, marker):
 def test_hostile_submissions_fail_alone_and_leave_nothing(course, tmp_path, listener):
     marker = f"vaelab-hostile-{uuid.uuid4().hex}"
     paths, expected, before = hostile_class(course, tmp_path, listener.getsockname()[1], marker)
-    config = grader.settings(seed=12, timeout=40, jobs=2)
+    config = grader.settings(seed=12, timeout=40, jobs=JOBS)
     assert config.box.mode.startswith("bubblewrap")
     graded, errors = grader.grade(paths, config)
     assert errors == []
@@ -259,34 +263,12 @@ def test_hard_coded_answers_pass_only_for_the_seed_they_were_copied_from(course,
     assert other.status == "fail" and other.message.startswith("differs from formula (a) on 1000")
 
 
-NOBODY = 65534
-
-
 @pytest.fixture
 def nobody_folder():
-    """A folder nobody can use (pytest's own are closed to other users), removed after."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="vaelab-nobody-"))
-    os.chmod(folder, 0o777)
+    """A folder nobody can use, removed after."""
+    folder = open_folder()
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def as_nobody(command: list[str], needed: list[str], env: dict) -> list[str]:
-    """``command`` run as uid/gid 65534 with no groups, in a private mount namespace where
-    a tmpfs hides /root and the folders in ``needed`` are bound back at their paths (the
-    interpreter may live under root's home, closed to others)."""
-    script = ("set -e\n"
-              "hold=$(mktemp -d)\n"
-              'for p in "$@"; do [ "$p" = -- ] && break; mkdir -p "$hold$p"; '
-              'mount --bind "$p" "$hold$p"; done\n'
-              "mount -t tmpfs -o mode=755 tmpfs /root\n"
-              'while [ "$1" != -- ]; do mkdir -p "$1"; mount --bind "$hold$1" "$1"; shift; done\n'
-              "shift\n"
-              f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- "$@"\n')
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *needed,
-            "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
@@ -313,7 +295,7 @@ def test_as_an_ordinary_user_the_sandbox_holds_too(course, nobody_folder):
         env = {"HOME": str(folder), "XDG_CACHE_HOME": str(folder / "cache"),
                "PATH": os.environ["PATH"], "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
         command = [sys.executable, "-m", "vaelab", "tutorial", "check", "--json", "--seed", "5",
-                   "--timeout", "40", "--jobs", "2", str(solution),
+                   "--timeout", "40", "--jobs", str(JOBS), str(solution),
                    *(str(folder / name) for name in sorted(keep))]
         child = subprocess.Popen(as_nobody(command, needed, env), stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)

@@ -113,5 +113,7 @@ def test_lab_refuses_seeds_below_one(tmp_path, capsys, option, value):
     out = tmp_path / "lab"
     assert cli.main(["lab", "--quick", option, value, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{option} must be a positive integer, received {value}" in err
+    expected = ("must be an integer from 1 to 1000" if option == "--seeds"
+                else "must be a positive integer")
+    assert err.count("\n") == 1 and f"{option} {expected}, received {value}" in err
     assert not out.exists()

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from vaelab import cli
+from vaelab import cli, machine
 from vaelab.core.config import UsageError
 from vaelab.dist import launch
 
@@ -61,3 +61,34 @@ def test_failure_lines(tmp_path):
 def test_commands_refuse_directly():
     with pytest.raises(UsageError, match="received nothing"):
         launch.commands(2, [], 1)
+
+
+@pytest.mark.parametrize("cores, memory_gib, argv, message", [
+    (2, 64, ["--num-processes", "3"],
+     "--num-processes 3 is more than the 2 cores this machine gives vaelab; a job of at most 2 "
+     "processes fits"),
+    (64, 8, ["--num-processes", "12"],
+     "--num-processes 12 needs about 9.4 GiB (each process holds JAX and the model), more than "
+     "this machine's 8.0 GiB"),
+    (2, 64, ["--num-processes", "99999999999"],  # once listed a command line per process
+     "--num-processes 99999999999 is more than the 2 cores"),
+    (2, 64, ["--num-processes", "2", "--grace", "-1"],
+     "--grace must be a number of seconds from 0 to 86400, received -1.0"),
+    (2, 64, ["--num-processes", "2", "--grace", "nan"],
+     "--grace must be a number of seconds from 0 to 86400, received nan"),
+    (2, 64, ["--num-processes", "2", "--grace", "1e300"],
+     "--grace must be a number of seconds from 0 to 86400, received 1e+300"),
+])
+def test_sizes_this_machine_cannot_run_are_refused_before_anything_starts(
+        cores, memory_gib, argv, message, capsys, tmp_path, monkeypatch):
+    """Checked against the machine (made small here) before a process or file exists; the
+    train options are not even looked at."""
+    monkeypatch.setattr(machine, "usable_cores", lambda: cores)
+    monkeypatch.setattr(machine, "memory_bytes", lambda: memory_gib * 2**30)
+    started = []
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: started.append(a))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["launch", *argv, "--", "train", "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"vaelab: error: {message}"), err
+    assert started == [] and list(tmp_path.iterdir()) == []

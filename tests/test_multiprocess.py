@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import make_idx_dir
 
+from vaelab import machine
 from vaelab.core.config import UsageError
 from vaelab.dist import cluster
 from vaelab.store import runs
@@ -105,6 +106,10 @@ def model_weights(run_dir: Path) -> list[np.ndarray]:
     return [np.asarray(w) for w in keras.models.load_model(run_dir / "model.keras").weights]
 
 
+two_cores = pytest.mark.skipif(machine.usable_cores() < 2, reason="vaelab launch refuses more "
+                               "processes than cores; this machine gives one")
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
@@ -159,6 +164,7 @@ def uninterrupted(tmp_path_factory, data_dir):
     return folder / "run", args
 
 
+@two_cores
 def test_killed_job_resumed_ends_with_the_uninterrupted_weights(tmp_path, uninterrupted):
     reference, args = uninterrupted
     run = tmp_path / "run"
@@ -209,6 +215,7 @@ def test_a_killed_process_stops_the_other(tmp_path, data_dir):
     assert not any(alive(c.pid) for c in children)
 
 
+@two_cores
 def test_launcher_stops_the_job_when_a_process_is_killed(tmp_path, data_dir):
     run, log = tmp_path / "run", tmp_path / "launch.log"
     launcher = start(["launch", "--num-processes", "2", "--", "train", *SMALL, "--epochs", "50",

@@ -232,7 +232,7 @@ def test_tutorial_run_stops_a_cell_that_runs_too_long(tmp_path, capsys):
     assert not (tmp_path / "endless-executed.ipynb").exists()
     assert cli.main(["tutorial", "run", str(path), "--timeout", "0"]) == 2
     assert capsys.readouterr().err.strip() == \
-        "vaelab: error: --timeout must be a positive number of seconds, received 0.0"
+        "vaelab: error: --timeout must be a positive number of seconds, at most 86400, received 0.0"
 
 
 def test_ctrl_c_stops_the_notebook_and_its_kernel_in_one_line(tmp_path):

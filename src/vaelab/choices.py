@@ -29,4 +29,9 @@ GRADING_MEMORY = 4096        # MiB of address space per probe process (JAX alone
 GRADING_SCRATCH = 128        # MiB of the grader's sandbox's private /tmp
 NOTEBOOK_CELL_TIMEOUT = 1800  # seconds one cell of `vaelab tutorial run` may take
 MAX_SAMPLES = 1024             # `vaelab sample --n`: a grid of at most 128 rows of 8 images
+MAX_WAIT_SECONDS = 86400       # the longest time-out or grace period any option takes: a day
+MAX_EPOCHS = 100_000            # `train --epochs`: Burda et al.'s longest schedule is 3 280
+MAX_PLAN_SEEDS = 1000          # `vaelab lab|ablate --seeds`: 1000 seeds are 4000 or 5000 runs
+MAX_HIDDEN_LAYERS = 256        # `--hidden` widths: a deeper MLP takes minutes to build, and
+                               # past about 900 layers Keras' graph code exceeds Python's stack
 MAX_SEED = 2**32 - 1          # seeds are 32-bit (NumPy's and Keras' generators)

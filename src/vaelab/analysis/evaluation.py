@@ -14,6 +14,7 @@ pixels and are not comparable with Bernoulli likelihoods of binarized images.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -77,11 +78,17 @@ def _evaluate(run_dir: Path, config: TrainConfig, k: int, data_dir: str | None, 
               test_size: int | None, seed: int, force: bool) -> dict:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UsageError(f"--k must be a positive integer, received {k!r}")
+    if test_size is not None and (isinstance(test_size, bool) or not isinstance(test_size, int)
+                                  or test_size < 1):
+        raise UsageError(f"--test-size must be a positive integer, received {test_size!r}")
     full = runs.load_run_data(run_dir, config, data_dir, check=False)
     vae = runs.load_vae(run_dir, full.input_dim)  # a wrong image size is the clearer message
     runs.check_run_data(run_dir, full)
-    dataset = full.select(None, test_size or config.test_size, config.model_likelihood,
-                          config.test_binarization_seed)
+    dataset = full.select(None, config.test_size if test_size is None else test_size,
+                          config.model_likelihood, config.test_binarization_seed)
+    if test_size is not None and test_size > (config.test_size or test_size):
+        print(f"vaelab: evaluating on the first {test_size} test images; the run itself "
+              f"validated on its first {config.test_size}", file=sys.stderr)
     x = dataset.x_test
     if k > MAX_K and not force:
         minutes = estimated_seconds(k, len(x)) / 60

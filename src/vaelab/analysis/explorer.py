@@ -142,7 +142,8 @@ def write_explorer(run_dir, vae=None, dataset=None, out=None, encoded=None,
         runs.check_output_file(out)
     if dataset is not None and vae is not None:  # a run being written (training holds its lock)
         return _write(run_dir, vae, dataset, out, encoded)
-    with runs.open_run(run_dir) as config:
+    with runs.open_run(run_dir, shared=out is not None,
+                       hint="; --out writes the file elsewhere") as config:
         if dataset is None:
             dataset = runs.load_run_data(run_dir, config, data_dir).select(
                 2, config.test_size, config.model_likelihood, config.test_binarization_seed)

@@ -217,7 +217,8 @@ def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
                          f"of 8 images), received {n}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, received {seed!r}")
-    with runs.open_run(run_dir):
+    with runs.open_run(run_dir, shared=out is not None,
+                       hint="; --out writes the file elsewhere"):
         vae = runs.load_vae(run_dir)
         if label is not None and not vae.classes:
             raise UsageError(f"{run_dir} is not a conditional run; --label does not apply")

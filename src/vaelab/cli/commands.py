@@ -95,6 +95,8 @@ def _train(args) -> None:
 def _launch(args) -> int:
     from vaelab.dist import launch
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    launch.check_size(args.num_processes)
+    launch.check_grace(args.grace)
     if train_args[:1] == ["train"]:  # the train options are checked here, once, not N times
         _train_config(build_parser().parse_args(train_args))
     return launch.launch(args.num_processes, train_args, grace=args.grace)

@@ -13,7 +13,7 @@ import importlib.metadata
 
 from vaelab import choices
 
-TOGETHER_HELP = ("train up to N compatible runs (differing only in seed, KL scale, beta, free "
+TOGETHER_HELP = ("train up to N ≥ 1 compatible runs (differing only in seed, KL scale, beta, free "
                  "bits or KL schedule) together as one population: same histories, one "
                  "compiled step (default: 8 on an accelerator, 1 = one by one on a CPU)")
 
@@ -109,7 +109,8 @@ def add_run_dir(parser):
 
 def add_runs_of_many(parser, command: str, seeds_help: str):
     """What ``lab`` and ``ablate`` share: seeds, populations, data, overwrite, resume, quiet."""
-    parser.add_argument("--seeds", type=_int, metavar="N", help=seeds_help)
+    parser.add_argument("--seeds", type=_int, metavar="N",
+                        help=f"{seeds_help}; 1 to {choices.MAX_PLAN_SEEDS}")
     parser.add_argument("--together", type=_int, metavar="N", help=TOGETHER_HELP)
     add_data_dir(parser)
     add_overwrite(parser)
@@ -153,8 +154,9 @@ def _train(commands) -> None:
         "train", help="train one VAE and write a run folder",
         description="Train the lab's VAE (784-512-32) and write config.json, history.csv, "
                     "model.keras, metrics.json and figures into a run folder.")
-    train.add_argument("--epochs", type=_int, help="passes over the data (default 2)")
-    train.add_argument("--batch-size", type=_int, help="default 32")
+    train.add_argument("--epochs", type=_int, help=f"passes over the data, 1 to {choices.MAX_EPOCHS} (default 2)")
+    train.add_argument("--batch-size", type=_int, metavar="N",
+                       help="images per step, 1 to the training images (default 32)")
     train.add_argument("--model", choices=choices.MODELS,
                        help="the encoder and decoder: mlp (the lab's, default) or conv "
                             "(two stride-2 convolutions each way; image side divisible by 4)")
@@ -162,23 +164,28 @@ def _train(commands) -> None:
                        help="a conditional VAE: the one-hot class label goes to the encoder "
                             "and the decoder")
     train.add_argument("--hidden", type=_widths, metavar="W[,W…]",
-                       help="hidden widths of the MLP encoder, mirrored in the decoder "
-                            "(default 512; 200,200 is two hidden layers)")
-    train.add_argument("--hidden-dim", type=_int, help="one hidden width (same as --hidden W)")
+                       help=f"hidden widths of the MLP encoder, mirrored in the decoder "
+                            f"(default 512; 200,200 is two hidden layers; at most "
+                            f"{choices.MAX_HIDDEN_LAYERS} widths)")
+    train.add_argument("--hidden-dim", type=_int, metavar="W",
+                       help="one hidden width, 1 or more (same as --hidden W)")
     train.add_argument("--activation", choices=choices.ACTIVATIONS, metavar="NAME",
                        help="of the hidden layers, a Keras activation (default relu): "
                             + ", ".join(choices.ACTIVATIONS))
-    train.add_argument("--latent-dim", type=_int, help="default 32")
+    train.add_argument("--latent-dim", type=_int, metavar="N",
+                       help="dimensions of z, 1 or more (default 32; widths and depth are "
+                            "checked against this machine's memory)")
     train.add_argument("--kl-scale",
-                       help="multiplies the KL; a fraction or a number (default 1/784 for the "
+                       help="multiplies the KL; a positive fraction or number (default 1/784 for the "
                             "gaussian likelihood, 1 for bernoulli; 1 = unscaled)")
     train.add_argument("--beta", type=_float, metavar="B",
-                       help="the KL term times B on top of the natural scale (default 1)")
+                       help="the KL term times B > 0 on top of the natural scale (default 1)")
     train.add_argument("--free-bits", type=_float, metavar="NATS",
-                       help="each latent dimension's batch-mean KL counts at least NATS "
+                       help="each latent dimension's batch-mean KL counts at least NATS ≥ 0 "
                             "(Kingma et al. 2016; default 0, off)")
     train.add_argument("--objective", metavar="elbo|iwae:K",
-                       help="elbo (default) or the importance-weighted bound of K samples")
+                       help="elbo (default) or the importance-weighted bound of K ≥ 1 samples "
+                            "(K is checked against this machine's memory)")
     train.add_argument("--likelihood", choices=choices.LIKELIHOODS,
                        help="decoder likelihood: gaussian (the lab's MSE, default) or bernoulli "
                             "(logits, summed cross-entropy, images binarized)")
@@ -187,17 +194,23 @@ def _train(commands) -> None:
     train.add_argument("--schedule", metavar="SPEC",
                        help="cyclical:CYCLES:RATIO, sigmoid:CENTER:STEEPNESS, linear:START:DURATION "
                             "or constant:WEIGHT")
-    train.add_argument("--learning-rate", type=_float, help="Adam's (default 0.001)")
+    train.add_argument("--learning-rate", type=_float, metavar="RATE",
+                       help="Adam's, a positive number (default 0.001)")
     train.add_argument("--lr-schedule", choices=choices.LEARNING_RATE_SCHEDULES,
                        help="burda: the rate times 10^(-i/7) for 3^i passes, i = 0…7 "
                             "(Burda et al. 2015)")
     train.add_argument("--adam-epsilon", type=_float, metavar="EPS",
-                       help="Adam's epsilon (default 1e-7)")
-    train.add_argument("--seed", type=_int, help="default 0")
+                       help="Adam's epsilon, a positive number (default 1e-7)")
+    train.add_argument("--seed", type=_int,
+                       help=f"of weights, noise and batch order, 0 to {choices.MAX_SEED} (default 0)")
     add_dataset(train, "the named dataset: mnist (default) or fashion-mnist")
     add_data_dir(train)
-    train.add_argument("--train-size", type=_int, help="use only the first N training images")
-    train.add_argument("--test-size", type=_int, help="use only the first N test images")
+    train.add_argument("--train-size", type=_int, metavar="N",
+                       help="use only the first N training images, 1 to as many as the data "
+                            "have (default all)")
+    train.add_argument("--test-size", type=_int, metavar="N",
+                       help="use only the first N test images, 2 to as many as the data have "
+                            "(default all)")
     train.add_argument("--distribute", action="store_const", const=True,
                        help="data-parallel training over all devices (JAX backend): this "
                             "process's, or those of every process of a job")
@@ -205,12 +218,12 @@ def _train(commands) -> None:
                        help="with --distribute: the job's coordinator, served by process 0 "
                             "(see docs/scaling.md; vaelab launch sets it)")
     train.add_argument("--num-processes", type=_int, metavar="N",
-                       help="with --coordinator: processes in the job")
+                       help="with --coordinator: processes in the job, 1 or more")
     train.add_argument("--process-id", type=_int, metavar="I",
                        help="with --coordinator: this process's index, 0..N-1 (0 writes)")
     train.add_argument("--coordinator-timeout", type=_float, metavar="SECONDS",
-                       help=f"how long to wait for the coordinator "
-                            f"(default {choices.COORDINATOR_TIMEOUT:g})")
+                       help=f"how long to wait for the coordinator, more than 0 and at most "
+                            f"{choices.MAX_WAIT_SECONDS} (default {choices.COORDINATOR_TIMEOUT:g})")
     add_out(train, "run folder", default_text="runs/<timestamp>")
     add_overwrite(train)
     train.add_argument("--resume", metavar="RUN_DIR", type=_path,
@@ -227,11 +240,13 @@ def _launch(commands) -> None:
                     "stops all of them when one fails or on Ctrl-C. Example: vaelab launch "
                     "--num-processes 2 -- train --epochs 5 --out runs/two")
     launch.add_argument("--num-processes", type=_int, required=True, metavar="N",
-                        help="processes to start; process 0 writes the run folder")
+                        help="processes to start, 1 to the number of cores (and as many as "
+                             "memory holds, about 0.8 GiB each); process 0 writes the run "
+                             "folder")
     launch.add_argument("--grace", type=_float, default=choices.LAUNCH_GRACE_SECONDS,
                         metavar="SECONDS",
-                        help="between SIGTERM and SIGKILL when stopping the processes "
-                             f"(default {choices.LAUNCH_GRACE_SECONDS:g})")
+                        help="seconds, 0 or more, between SIGTERM and SIGKILL when stopping "
+                             f"the processes (default {choices.LAUNCH_GRACE_SECONDS:g})")
     launch.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- train [OPTIONS]")
     launch.set_defaults(func="launch")
 
@@ -243,9 +258,12 @@ def _analysis(commands) -> None:
                     "image, KL, KL per dimension, active units, mutual information.")
     add_run_dir(evaluate)
     evaluate.add_argument("--k", type=_int, default=5000,
-                          help="importance samples per image (default 5000)")
+                          help="importance samples per image, 1 or more; above 5000 it says how "
+                               "long it would take and needs --force (default 5000)")
     add_data_dir(evaluate, "the run's data")
-    evaluate.add_argument("--test-size", type=_int, help="use only the first N test images")
+    evaluate.add_argument("--test-size", type=_int, metavar="N",
+                          help="evaluate on the first N test images, 1 to as many as the data "
+                               "have (default: those the run validated on)")
     evaluate.add_argument("--force", action="store_true",
                           help="run a --k above 5000 (it prints its estimated time otherwise)")
     add_quiet(evaluate, "no progress bar")
@@ -265,7 +283,8 @@ def _analysis(commands) -> None:
         description="Decodes z ~ N(0, I): for a conditional run all of --label, or one row per "
                     "class without it.")
     add_run_dir(sample)
-    sample.add_argument("--label", type=_int, help="the class to draw (conditional runs)")
+    sample.add_argument("--label", type=_int,
+                        help="the class to draw, 0 to the run's classes - 1 (conditional runs)")
     sample.add_argument("--n", type=_int, default=64,
                         help=f"samples, 1 to {choices.MAX_SAMPLES} (default 64)")
     sample.add_argument("--seed", type=_int, default=0,
@@ -303,8 +322,9 @@ def _tutorial(commands) -> None:
                      help="also render the executed copy as HTML (nbconvert)")
     run.add_argument("--timeout", type=_float, default=choices.NOTEBOOK_CELL_TIMEOUT,
                      metavar="SECONDS",
-                     help=f"the longest one cell may run, a positive number of seconds "
-                          f"(default {choices.NOTEBOOK_CELL_TIMEOUT})")
+                     help=f"the longest one cell may run, more than 0 and at most "
+                          f"{choices.MAX_WAIT_SECONDS} seconds (default "
+                          f"{choices.NOTEBOOK_CELL_TIMEOUT})")
     run.set_defaults(func="tutorial_run")
 
     check = tutorial_commands.add_parser(
@@ -323,18 +343,19 @@ def _tutorial(commands) -> None:
     check.add_argument("--feedback", type=_path, metavar="FOLDER",
                        help="write one Markdown feedback file per submission there")
     check.add_argument("--jobs", type=_int, metavar="N",
-                       help="checks run at once (default: the number of cores)")
+                       help="checks run at once, 1 to the number of cores (default: all of them)")
     check.add_argument("--seed", type=_int, metavar="S",
                        help="draw the checks' inputs from S, 0 to 2**32-1 (default: a fresh "
                             "one, printed; the same S regrades identically)")
     check.add_argument("--timeout", type=_float, default=choices.GRADING_TIMEOUT,
-                       help=f"seconds per exercise (default {choices.GRADING_TIMEOUT})")
+                       help=f"seconds per exercise, more than 0 and at most "
+                            f"{choices.MAX_WAIT_SECONDS} (default {choices.GRADING_TIMEOUT})")
     check.add_argument("--memory", type=_int, default=choices.GRADING_MEMORY, metavar="MIB",
-                       help=f"address space of each check's processes "
-                            f"(default {choices.GRADING_MEMORY})")
+                       help=f"address space of each check's processes, 256 to this "
+                            f"machine's memory (default {choices.GRADING_MEMORY})")
     check.add_argument("--scratch", type=_int, metavar="MIB",
-                       help=f"size of the sandbox's private /tmp "
-                            f"(default {choices.GRADING_SCRATCH})")
+                       help=f"size of the sandbox's private /tmp, 1 to this machine's "
+                            f"memory (default {choices.GRADING_SCRATCH})")
     check.add_argument("--no-sandbox", action="store_true",
                        help="run student code without a sandbox, with your rights "
                             "(only for code you trust)")

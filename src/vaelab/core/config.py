@@ -10,7 +10,7 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from vaelab.choices import ACTIVATIONS, MAX_SEED, MODELS
+from vaelab.choices import ACTIVATIONS, MAX_EPOCHS, MAX_HIDDEN_LAYERS, MAX_SEED, MODELS
 from vaelab.core import likelihoods, objectives, schedules
 from vaelab.data.sources import DATASETS
 
@@ -105,12 +105,17 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "latent_dim", "heldout_size"):
             _positive_int(name.replace("_", "-"), getattr(self, name))
+        if self.epochs > MAX_EPOCHS:
+            raise UsageError(f"epochs must be at most {MAX_EPOCHS}, received {self.epochs}")
         hidden = self.hidden_dim
         if isinstance(hidden, (list, tuple)):
             if not hidden:
                 raise UsageError("--hidden needs at least one width, e.g. 512 or 200,200")
             for width in hidden:
                 _positive_int("--hidden widths", width)
+            if len(hidden) > MAX_HIDDEN_LAYERS:
+                raise UsageError(f"--hidden takes at most {MAX_HIDDEN_LAYERS} widths (hidden "
+                                 f"layers), received {len(hidden)}")
             object.__setattr__(self, "hidden_dim", hidden[0] if len(hidden) == 1 else tuple(hidden))
         else:
             _positive_int("hidden-dim", hidden)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaelab.choices import DATASET_TITLES
 from vaelab.data.idx import DataError, idx_digests, load_idx_dir, to_vectors
 from vaelab.data.sources import DATASETS, pins, resolve_data_dir
 
@@ -126,11 +127,30 @@ class Dataset:
                seed: int = 0) -> "Dataset":
         """The first ``train_size`` / ``test_size`` images, the test set prepared for
         ``likelihood`` (a :mod:`vaelab.core.likelihoods` object; ``seed`` for its binarization)."""
-        n_train = len(self.x_train) if train_size is None else min(train_size, len(self.x_train))
-        n_test = len(self.x_test) if test_size is None else min(test_size, len(self.x_test))
+        n_train = self._size("--train-size", train_size, len(self.x_train), "training")
+        n_test = self._size("--test-size", test_size, len(self.x_test), "test")
         return dataclasses.replace(
             self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
             x_test=likelihood.prepare_test(self.x_test[:n_test], seed), y_test=self.y_test[:n_test])
+
+    def _size(self, option: str, size: int | None, available: int, split: str) -> int:
+        """``size`` images of ``available`` (all for ``None``); ``DataError`` for more than
+        there are, rather than silently fewer."""
+        if size is None:
+            return available
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise DataError(f"{option} must be a positive integer, received {size!r}")
+        if size > available:
+            raise DataError(f"{option} {size} is more than the {available} {split} images of "
+                            f"{self.describe()}")
+        return int(size)
+
+    def describe(self) -> str:
+        """The data in a message: the named dataset, the folder, or arrays passed in."""
+        name = self.identity.get("name")
+        if name is not None:
+            return DATASET_TITLES.get(name, name)
+        return self.identity.get("path") or "the arrays given"
 
     def check_same(self, recorded: dict, run_dir) -> None:
         """``DataMismatch`` unless these are the data a run recorded (compared by content)."""

@@ -91,9 +91,9 @@ def job_from_args(distribute: bool, coordinator: str | None, num_processes: int 
         verb = "needs" if len(given) == 1 else "need"
         raise UsageError(f"{', '.join(given)} {verb} --distribute (a multi-process job is "
                          f"data-parallel)")
-    if timeout is not None and not (timeout > 0 and np.isfinite(timeout)):
-        raise UsageError(f"--coordinator-timeout must be a positive number of seconds, "
-                         f"received {timeout}")
+    if timeout is not None and not (0 < timeout <= choices.MAX_WAIT_SECONDS):
+        raise UsageError(f"--coordinator-timeout must be a positive number of seconds, at "
+                         f"most {choices.MAX_WAIT_SECONDS}, received {timeout}")
     if num_processes is not None and num_processes < 1:
         raise UsageError(f"--num-processes must be at least 1, received {num_processes}")
     if process_id is not None and not 0 <= process_id < (num_processes or 1):

@@ -20,11 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from vaelab import choices
+from vaelab import choices, machine
 from vaelab.core.config import UsageError
 
 GRACE_SECONDS = choices.LAUNCH_GRACE_SECONDS  # between SIGTERM and SIGKILL when stopping
 POLL_SECONDS = 0.1
+# Resident memory of one `vaelab train` process of the lab's model on a CPU (JAX, Keras, the
+# data): 0.78 GiB measured on the 2-core dev machine; what the launcher checks N against.
+PROCESS_BYTES = 800 * 2**20
 SET_BY_LAUNCH = ("--coordinator", "--num-processes", "--process-id")
 
 
@@ -38,8 +41,7 @@ def free_port() -> int:
 def commands(num_processes: int, train_args: list[str], port: int) -> list[list[str]]:
     """The command line of each process: ``train_args`` (starting with ``train``) plus
     ``--distribute`` and the job's coordinator, size and index."""
-    if num_processes < 1:
-        raise UsageError(f"--num-processes must be at least 1, received {num_processes}")
+    check_size(num_processes)
     if not train_args or train_args[0] != "train":
         given = " ".join(train_args) or "nothing"
         raise UsageError(f"vaelab launch runs train: give -- train [OPTIONS], received {given}")
@@ -50,6 +52,32 @@ def commands(num_processes: int, train_args: list[str], port: int) -> list[list[
     return [[sys.executable, "-m", "vaelab", *train_args, *extra,
              "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(num_processes),
              "--process-id", str(i)] for i in range(num_processes)]
+
+
+def check_size(num_processes: int) -> None:
+    """Refuse, before anything starts, a job this machine cannot run: fewer than one process,
+    more processes than cores (each step waits for the slowest, so they would only slow one
+    another down), or more than its memory holds."""
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise UsageError(f"--num-processes must be at least 1, received {num_processes}")
+    cores = machine.usable_cores()
+    if num_processes > cores:
+        raise UsageError(f"--num-processes {num_processes} is more than the {cores} cores this "
+                         f"machine gives vaelab; a job of at most {cores} processes fits")
+    memory = machine.memory_bytes()
+    if num_processes * PROCESS_BYTES > memory:
+        raise UsageError(f"--num-processes {num_processes} needs about "
+                         f"{num_processes * PROCESS_BYTES / 2**30:.1f} GiB (each process holds "
+                         f"JAX and the model), more than this machine's {memory / 2**30:.1f} GiB")
+
+
+def check_grace(grace) -> float:
+    """``--grace``: seconds from 0 to a day."""
+    if (isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace != grace
+            or not 0 <= grace <= choices.MAX_WAIT_SECONDS):
+        raise UsageError(f"--grace must be a number of seconds from 0 to "
+                         f"{choices.MAX_WAIT_SECONDS}, received {grace}")
+    return float(grace)
 
 
 def _end_with_parent() -> None:  # pragma: no cover  (runs in the child, before exec)
@@ -66,6 +94,7 @@ def launch(num_processes: int, train_args: list[str], *, grace: float = GRACE_SE
     Process 0's output goes to this terminal; each other process's goes to a temporary
     log, whose last line is shown if that process fails.
     """
+    check_grace(grace)
     port = free_port()
     argv = commands(num_processes, train_args, port)
     processes: list[subprocess.Popen] = []

@@ -26,8 +26,7 @@ from pathlib import Path
 from vaelab.analysis import plots
 from vaelab.core.config import TrainConfig
 from vaelab.experiments import report
-from vaelab.experiments.lab import QUICK_SIZES
-from vaelab.experiments.runner import Kind, Planned, resume_plan, run_plan
+from vaelab.experiments.runner import QUICK_SIZES, Kind, Planned, resume_plan, run_plan
 from vaelab.store import runs
 
 FIGURE = "ablation.png"

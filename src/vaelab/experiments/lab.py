@@ -28,12 +28,11 @@ from vaelab.core.models import build_classifier
 from vaelab.data import Dataset
 from vaelab.experiments import report
 from vaelab.experiments.report import CLASSIFIER
-from vaelab.experiments.runner import Kind, Planned, resume_plan, run_plan
+from vaelab.experiments.runner import QUICK_SIZES, Kind, Planned, resume_plan, run_plan
 from vaelab.store import runs
 from vaelab.training.feeding import Feed
 from vaelab.training.fit import progress_mode
 
-QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
 
 
 @dataclasses.dataclass(frozen=True)

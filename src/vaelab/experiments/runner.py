@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vaelab import choices
 from vaelab.core.config import TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.store import runs
-from vaelab.training import interrupts
+from vaelab.training import interrupts, preflight
 from vaelab.training.population import Run, check_max_members, train_many
 
 
@@ -32,8 +33,10 @@ class Planned:
 
 def check_seeds(seeds) -> int:
     """``seeds`` if it is a positive integer; ``UsageError`` naming it otherwise."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise UsageError(f"--seeds must be a positive integer, received {seeds!r}")
+    if (isinstance(seeds, bool) or not isinstance(seeds, int)
+            or not 1 <= seeds <= choices.MAX_PLAN_SEEDS):
+        raise UsageError(f"--seeds must be an integer from 1 to {choices.MAX_PLAN_SEEDS}, "
+                         f"received {seeds!r}")
     return seeds
 
 
@@ -53,6 +56,23 @@ class Kind:
     default_seeds: int = 1            # seeds without --seeds
 
 
+QUICK_SIZES = dict(train_size=1024, test_size=512)  # the subset --quick trains and tests on
+
+
+def check_plan_data(plan: list[Planned], data: Dataset, quick: bool) -> None:
+    """Every run of ``plan`` can use ``data`` (sizes, image shape, labels), checked before
+    anything is written: a plan must not stop at its second run on what the first could
+    have told."""
+    if quick:
+        train_size, test_size = QUICK_SIZES["train_size"], QUICK_SIZES["test_size"]
+        if len(data.x_train) < train_size or len(data.x_test) < test_size:
+            raise UsageError(f"--quick trains on the first {train_size} training and "
+                             f"{test_size} test images; {data.describe()} has "
+                             f"{len(data.x_train)} and {len(data.x_test)}")
+    for config in {dataclasses.replace(p.config, seed=0) for p in plan}:
+        preflight.run_dataset(config, data)
+
+
 def run_plan(kind: Kind, out, *, quick: bool, seeds: int, data_dir: str | None,
              overwrite: bool, verbose: bool, together: int | None) -> Path:
     """Train ``kind``'s plan into ``out`` and write its report; returns ``out``.
@@ -66,6 +86,7 @@ def run_plan(kind: Kind, out, *, quick: bool, seeds: int, data_dir: str | None,
     runs.check_run_dir(out, overwrite)
     plan = kind.make(quick, seeds, data_dir)
     data = Dataset.load(data_dir)
+    check_plan_data(plan, data, quick)
     out.mkdir(parents=True, exist_ok=True)
     with runs.locked(out):  # one plan per folder; each run also locks its own folder
         runs.check_run_dir(out, overwrite)

@@ -50,17 +50,34 @@ CHECKPOINT = "checkpoint"  # the per-epoch checkpoint folder (vaelab.training.ch
 
 
 @contextlib.contextmanager
-def locked(run_dir):
-    """Hold the run folder's exclusive lock (an OS file lock on ``RUN_DIR/.vaelab.lock``).
+def locked(run_dir, *, shared: bool = False, hint: str = ""):
+    """Hold the run folder's lock (an OS file lock on ``RUN_DIR/.vaelab.lock``).
 
-    The lock dies with its process, so a killed run never leaves a stale lock. A second
-    writer gets ``UsageError`` naming the folder and the PID that holds it.
+    A writer (the default) holds it alone, and needs the folder writable: ``UsageError``
+    otherwise. A reader that writes nothing into the folder (``shared``: ``sample`` or
+    ``explore`` with ``--out`` elsewhere) shares it with other readers, so a run folder that
+    is only readable (a teacher's runs, say) can still be read; where the lock file is absent
+    and cannot be made there, no vaelab process with the right to write has ever locked it,
+    and the reader goes on without it. The lock dies with its process, so a killed run never
+    leaves a stale lock. A writer that finds it held gets ``UsageError`` naming the folder
+    and the PID of the writer that holds it. ``hint`` ends the line for an unwritable
+    folder (e.g. ``"; --out writes elsewhere"``).
     """
     path = Path(run_dir) / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        if not shared:
+            raise UsageError(f"{run_dir} is not writable (this command writes into the run "
+                             f"folder{hint})") from None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield
+            return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = ""
             for _ in range(50):  # the holder writes its PID just after it takes the lock
@@ -71,8 +88,9 @@ def locked(run_dir):
             who = f" (PID {holder})" if holder.isdigit() else ""
             raise UsageError(f"{run_dir} is in use by another vaelab process{who}; wait for "
                              f"it to finish or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -173,13 +191,15 @@ def read_run_config(run_dir) -> TrainConfig:
 
 
 @contextlib.contextmanager
-def open_run(run_dir, *, complete: bool | None = True, lock: bool = True):
+def open_run(run_dir, *, complete: bool | None = True, lock: bool = True,
+             shared: bool = False, hint: str = ""):
     """Open a VAE run folder for every reader of one: its config read first (refusing a folder
     that is not a run, before the lock file is made in it), then the folder locked
-    (``lock``) and its config read again under the lock; ``complete=True`` requires a
-    finished run, ``None`` leaves it to the caller (a resume). Yields the config."""
+    (``lock``; ``shared`` for a reader that writes nothing there, see :func:`locked`) and its
+    config read again under the lock; ``complete=True`` requires a finished run, ``None``
+    leaves it to the caller (a resume). Yields the config."""
     read_run_config(run_dir)
-    with locked(run_dir) if lock else contextlib.nullcontext():
+    with locked(run_dir, shared=shared, hint=hint) if lock else contextlib.nullcontext():
         config = read_run_config(run_dir)
         if complete:
             require_complete(run_dir)

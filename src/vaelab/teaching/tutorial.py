@@ -145,6 +145,8 @@ def build(out_dir, source=None, overwrite: bool = False, fmt: str = "both") -> d
             if folder.exists():
                 if not folder.is_dir():
                     raise UsageError(f"--out {out_dir}: {folder} exists and is not a folder")
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise UsageError(f"--out {out_dir}: {folder} is not a writable folder")
                 break
         if path.is_dir():
             raise UsageError(f"--out {out_dir}: {path} is a folder")
@@ -204,9 +206,10 @@ def run_notebook(path, out=None, quick: bool = False, html: bool = False,
         Interrupted: SIGINT or SIGTERM (the kernel is stopped first).
     """
     if (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float))
-            or not math.isfinite(cell_timeout) or cell_timeout <= 0):
-        raise UsageError(f"--timeout must be a positive number of seconds, received "
-                         f"{cell_timeout!r}")
+            or not math.isfinite(cell_timeout)
+            or not 0 < cell_timeout <= choices.MAX_WAIT_SECONDS):
+        raise UsageError(f"--timeout must be a positive number of seconds, at most "
+                         f"{choices.MAX_WAIT_SECONDS}, received {cell_timeout!r}")
     nbclient, nbformat = _notebook_modules(html)
     from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_client.manager import AsyncKernelManager

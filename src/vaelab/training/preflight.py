@@ -6,11 +6,11 @@ Everything here runs before anything is written, so a refused run leaves nothing
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import numpy as np
 
+from vaelab import machine
 from vaelab.core import objectives
 from vaelab.core.config import TrainConfig, UsageError
 from vaelab.core.models import conv
@@ -86,10 +86,6 @@ def parameters(config: TrainConfig, input_dim: int) -> int:
             + dense([latent + label, *reversed(hidden), input_dim]))
 
 
-def memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def step_bytes(config: TrainConfig, input_dim: int, rows: int) -> int:
     """One step's activations: ``rows`` images (the larger of a training and a validation
     batch), times the importance samples of ``iwae:K``, through every layer of the encoder
@@ -106,7 +102,7 @@ def check_memory(config: TrainConfig, input_dim: int, copies: int = 1,
     ``copies`` models trained together (a population) with ``data_bytes`` of their inputs."""
     needed = parameters(config, input_dim) * BYTES_PER_PARAMETER * copies + data_bytes
     step = step_bytes(config, input_dim, rows) * copies
-    available = memory_bytes()
+    available = machine.memory_bytes()
     if needed <= MEMORY_SHARE * available < needed + step:  # the weights fit, a step not
         raise UsageError(
             f"objective {config.objective} on batches of {rows} images (the largest, training "

@@ -23,7 +23,7 @@ import signal
 import sys
 from pathlib import Path
 
-from vaelab import choices
+from vaelab import choices, machine
 from vaelab.core.config import UsageError
 from vaelab.teaching.grading import exercises, reports, sandbox, verdicts
 from vaelab.teaching.grading.exercises import EXERCISES
@@ -50,17 +50,26 @@ def settings(seed: int | None = None, timeout: float = DEFAULT_TIMEOUT, jobs: in
              scratch: int | None = None) -> Settings:
     """Checked settings (``UsageError`` naming the bad value), with the sandbox detected.
     ``seed=None`` draws one; ``jobs=None`` is the number of cores."""
-    if isinstance(timeout, bool) or not math.isfinite(timeout) or timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, received {timeout:g}")
-    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    if (isinstance(timeout, bool) or not math.isfinite(timeout)
+            or not 0 < timeout <= choices.MAX_WAIT_SECONDS):
+        raise UsageError(f"--timeout must be a positive number of seconds, at most "
+                         f"{choices.MAX_WAIT_SECONDS}, received {timeout:g}")
+    cores, mebibytes = machine.usable_cores(), machine.memory_bytes() // 2**20
+    jobs = cores if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UsageError(f"--jobs must be a whole number of at least 1, received {jobs}")
-    if not isinstance(memory, int) or memory < 256:
-        raise UsageError(f"--memory must be at least 256 (MiB), received {memory}")
+    if jobs > cores:  # each probe would run slower than alone and could miss its time-out
+        raise UsageError(f"--jobs {jobs} is more than the {cores} cores this machine gives "
+                         f"vaelab; checks running at once share them, so at most {cores}")
+    if isinstance(memory, bool) or not isinstance(memory, int) or not 256 <= memory <= mebibytes:
+        raise UsageError(f"--memory must be from 256 to {mebibytes} (MiB, this machine's "
+                         f"memory), received {memory}")
     if scratch is not None and not use_sandbox:
         raise UsageError("--scratch sizes the sandbox's /tmp; it cannot be used with --no-sandbox")
-    if scratch is not None and (not isinstance(scratch, int) or scratch < 1):
-        raise UsageError(f"--scratch must be at least 1 (MiB), received {scratch}")
+    if scratch is not None and (isinstance(scratch, bool) or not isinstance(scratch, int)
+                                or not 1 <= scratch <= mebibytes):
+        raise UsageError(f"--scratch must be from 1 to {mebibytes} (MiB, this machine's memory: "
+                         f"the /tmp lives in it), received {scratch}")
     seed = secrets.randbelow(exercises.SEED_RANGE) if seed is None else seed
     exercises.draw(seed)  # checks the seed
     limits = sandbox.Limits.for_grading(timeout, memory)
@@ -212,6 +221,18 @@ def _check_folder(folder, option: str) -> None:
         raise UsageError(f"{option} {folder}: {nearest} is not a writable folder")
 
 
+def _check_csv_apart(csv_path: Path, paths: list[Path], feedback, targets: dict) -> None:
+    """``--csv`` must not be a submission, the feedback folder or one of its files: one
+    write would replace (or fail on) the other."""
+    where = csv_path.resolve()
+    if where in {p.resolve() for p in paths}:
+        raise UsageError(f"--csv {csv_path} is one of the submissions; name another file")
+    if feedback is not None and (where == Path(feedback).resolve()
+                                 or where in {t.resolve() for t in targets.values()}):
+        raise UsageError(f"--csv {csv_path} is the --feedback folder or one of its files; "
+                         f"name another file")
+
+
 def main(submissions, as_json: bool = False, csv_path=None, timeout: float = DEFAULT_TIMEOUT,
          jobs: int | None = None, seed: int | None = None, feedback=None,
          use_sandbox: bool = True, memory: int = DEFAULT_MEMORY, scratch: int | None = None
@@ -229,6 +250,8 @@ def main(submissions, as_json: bool = False, csv_path=None, timeout: float = DEF
         _check_folder(feedback, "--feedback")
     paths = exercises.submissions(submissions)
     targets = feedback_paths(submissions, paths, feedback) if feedback is not None else {}
+    if csv_path:
+        _check_csv_apart(Path(csv_path), paths, feedback, targets)
     config = settings(seed, timeout, jobs, use_sandbox, memory, scratch)
     if not use_sandbox:
         print("vaelab: warning: --no-sandbox: students' code runs with your rights, without "
