@@ -202,3 +202,27 @@ def test_fit_without_targets_reconstructs_the_inputs():
                                        verbose=0, validation_data=(x,)).history)
     for key in histories[0]:
         np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-6)
+
+
+def test_import_vaelab_registers_every_keras_class_it_defines():
+    """Keras loads unregistered classes only from its own packages: a saved model holding a
+    vaelab layer must find it after a bare ``import vaelab`` (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, inspect, pkgutil, keras, vaelab\n"
+            "before = set(keras.saving.get_custom_objects())\n"
+            "missing = []\n"
+            "for info in pkgutil.walk_packages(vaelab.__path__, 'vaelab.'):\n"
+            "    if info.name.endswith('__main__') or '.resources' in info.name: continue\n"
+            "    module = importlib.import_module(info.name)\n"
+            "    for name, cls in inspect.getmembers(module, inspect.isclass):\n"
+            "        if cls.__module__ == info.name and issubclass(cls, (keras.layers.Layer,\n"
+            "                keras.losses.Loss)) and not name.startswith('_'):\n"
+            "            if keras.saving.get_registered_name(cls) not in before:\n"
+            "                missing.append(f'{info.name}.{name}')\n"
+            "print(sorted(missing))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -6,6 +6,10 @@ Decoder, mirrored: dense layers → dense to ``(side/4, side/4, 64)`` → Conv2D
 stride 2, relu) → Conv2DTranspose(32, stride 2, relu) → Conv2DTranspose(1, 3×3, linear):
 means for the Gaussian likelihood, logits for the Bernoulli one. Images arrive and leave
 flattened, ``(B, side²)``, like every vaelab model.
+
+The two stride-2 transposed convolutions are :class:`SubPixelConv2DTranspose`: Keras'
+layer, computed without XLA's slow dilated-input path (``docs/performance.md``); the same
+function of the same weights. Models saved before it load with Keras' own layer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import math
 from collections.abc import Sequence
 
 import keras
+
+from vaelab.core.convolutions import SubPixelConv2DTranspose
 
 FILTERS = (32, 64)
 KERNEL = 3
@@ -69,8 +75,8 @@ def conv_decoder(latent_dim: int, hidden: Sequence[int], output_dim: int, activa
     h = keras.layers.Dense(quarter * quarter * FILTERS[-1], activation="relu")(h)
     h = keras.layers.Reshape((quarter, quarter, FILTERS[-1]))(h)
     for filters in reversed(FILTERS):
-        h = keras.layers.Conv2DTranspose(filters, KERNEL, strides=2, padding="same",
-                                         activation="relu")(h)
+        h = SubPixelConv2DTranspose(filters, KERNEL, strides=2, padding="same",
+                                    activation="relu")(h)
     h = keras.layers.Conv2DTranspose(1, KERNEL, padding="same", name="decoder_output")(h)
     x_hat = keras.layers.Reshape((output_dim,))(h)
     return keras.Model(inputs if classes else z, x_hat, name="decoder")

@@ -44,8 +44,12 @@ def member_logs(logs: dict, index: int) -> dict:
     return own
 
 
+@keras.saving.register_keras_serializable(package="vaelab")
 class Population(ScannedSteps, keras.Model):
     """``P`` compiled :class:`VAEModel` members trained together (see the module docstring).
+
+    Never saved itself (each member is, in its own run folder); registered like every Keras
+    class vaelab defines, so that nothing of vaelab's is unknown to Keras' loader.
 
     Args:
         members: the member models, built, each taking inputs of the same structure.

@@ -1,0 +1,85 @@
+"""A transposed convolution computed as one stride-1 convolution: the same function of the
+same weights, without XLA's slow path.
+
+XLA on a CPU computes ``lax.conv_transpose`` over the input dilated by the stride
+(``lhs_dilation``), and the gradient of that is slow: the conv VAE's two stride-2
+``Conv2DTranspose`` layers took 28.5 and 62.9 ms a batch of 32 forward and backward, 90 %
+of the model's convolution time (``benchmarks/conv_layers.py``, ``docs/performance.md``).
+
+:class:`SubPixelConv2DTranspose` computes exactly Keras' result another way: a stride-``s``
+transposed convolution is ``s²`` interleaved stride-1 correlations of the input, one per
+output phase (Shi et al. 2016's sub-pixel convolution). They run as one convolution whose
+kernel holds every phase's taps (zeros where a phase has none), followed by a
+depth-to-space rearrangement. In one dimension, for stride ``s``, kernel size ``k`` and
+Keras' "same" padding, ``y[s·i + t − P] += x[i] · w[t]`` with ``P = (k − s) // 2`` and
+outputs ``0 … s·n − 1``: output ``o = s·m + r`` takes the taps ``t ≡ r + P (mod s)``, at
+input ``i = m + (r + P − t) / s``.
+
+It subclasses Keras' layer with the same weights, names and configuration, so ``isinstance``
+checks, weight files and summaries are unchanged; any other setting (another padding,
+channels first, dilation, an output padding, a kernel smaller than the stride, stride 1)
+falls back to Keras' own computation. Everything is ``keras.ops``, so the torch backend
+runs the same code.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _phase_taps(k: int, s: int) -> tuple[np.ndarray, int, int]:
+    """For the transposed convolution: ``taps[r, j]``, the kernel tap that output phase
+    ``r`` applies to input offset ``dmin + j`` (``k``, an index of a zero tap, where none),
+    and the offsets' range ``dmin … dmax``."""
+    pad = (k - s) // 2
+    offsets = {(r, t): (r + pad - t) // s for r in range(s) for t in range(k)
+               if (r + pad - t) % s == 0}
+    dmin, dmax = min(offsets.values()), max(offsets.values())
+    taps = np.full((s, dmax - dmin + 1), k, dtype=np.int32)
+    for (r, t), d in offsets.items():
+        taps[r, d - dmin] = t
+    return taps, dmin, dmax
+
+
+def _with_zero_taps(kernel):
+    """``kernel (kh, kw, …)`` with one more tap of zeros at index ``kh`` and ``kw``."""
+    return ops.pad(kernel, [(0, 1), (0, 1)] + [(0, 0)] * (len(kernel.shape) - 2))
+
+
+@keras.saving.register_keras_serializable(package="vaelab")
+class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
+    """``keras.layers.Conv2DTranspose``, computed as one stride-1 convolution and a
+    depth-to-space step when ``padding="same"``, channels last, no dilation or output
+    padding, and the same stride ``s > 1`` on both axes, at most the kernel's size (see the
+    module's notes); otherwise Keras' own computation."""
+
+    def _sub_pixel(self) -> bool:
+        (sh, sw), (kh, kw) = tuple(self.strides), tuple(self.kernel_size)
+        return (self.padding == "same" and self.data_format == "channels_last"
+                and tuple(self.dilation_rate) == (1, 1) and self.output_padding is None
+                and sh == sw > 1 and min(kh, kw) >= sh)
+
+    def call(self, inputs):
+        if not self._sub_pixel():
+            return super().call(inputs)
+        (kh, kw), f, s = self.kernel_size, self.filters, self.strides[0]
+        rows, rmin, rmax = _phase_taps(kh, s)
+        cols, cmin, cmax = _phase_taps(kw, s)
+        # (kh+1, kw+1, out, in): Keras' transposed kernel with a zero tap on each axis.
+        kernel = _with_zero_taps(self.kernel)
+        kernel = ops.take(kernel, ops.convert_to_tensor(rows), axis=0)  # (s, span_h, …)
+        kernel = ops.take(kernel, ops.convert_to_tensor(cols), axis=2)  # (s, sh, s, sw, f, c)
+        span_h, span_w = rows.shape[1], cols.shape[1]
+        channels = kernel.shape[-1]
+        kernel = ops.transpose(kernel, (1, 3, 5, 0, 2, 4))  # (sh, sw, c, rh, rw, f)
+        kernel = ops.reshape(kernel, (span_h, span_w, channels, s * s * f))
+        padded = ops.pad(inputs, [(0, 0), (-rmin, rmax), (-cmin, cmax), (0, 0)])
+        phases = ops.conv(padded, kernel, strides=1, padding="valid")  # (B, h, w, s·s·f)
+        h, w = phases.shape[1], phases.shape[2]
+        phases = ops.reshape(phases, (-1, h, w, s, s, f))
+        outputs = ops.reshape(ops.transpose(phases, (0, 1, 3, 2, 4, 5)), (-1, h * s, w * s, f))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
