@@ -11,7 +11,9 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   epoch of each includes compilation and is reported apart; the ratio uses medians of the
   steady epochs.
 - ``families``: steady epoch seconds of the MLP, conv and conditional models at batch 32 and
-  256 on ``--family-images`` training images (10 000 by default), through the same path.
+  256 on ``--family-images`` training images (10 000 by default), through the same path;
+  the conv model's interleaved epoch by epoch with the eager PyTorch loop of the same
+  architecture (``torch_conv.py``, same images, validation included), with their ratio.
 - ``iwae_training``: the IWAE-K training epoch (K = 5, 50) of Burda et al.'s model
   (784-200-200-50 tanh, Bernoulli, batch 20, Adam ε 1e-4) on ``--iwae-train-images``
   images (6 000 by default) through vaelab's fit path (with validation on 1 000 test
@@ -147,17 +149,37 @@ def part_epochs(args) -> dict:
 
 
 def part_families(args) -> dict:
-    """Steady epoch seconds of each model family at batch 32 and 256 (same fit path)."""
+    """Steady epoch seconds of each model family at batch 32 and 256 (same fit path); the
+    conv model's interleaved epoch by epoch with the eager PyTorch loop of the same
+    architecture (``torch_conv.py``), where torch is installed."""
     TrainConfig, load_dataset = load()
     results = {}
     families = {"mlp": {}, "mlp_conditional": dict(conditional=True),
                 "conv": dict(model="conv", hidden_dim=16),
                 "conv_conditional": dict(model="conv", hidden_dim=16, conditional=True)}
+    try:
+        sys.path.insert(0, str(HERE))
+        import torch_conv
+    except ImportError:  # the torch extra is not installed
+        torch_conv = None
     for name, change in families.items():
         for batch in (32, 256):
             config = TrainConfig(batch_size=batch, train_size=args.family_images, **change)
-            seconds, _ = vaelab_epochs(config, load_dataset(config), 3)
+            dataset = load_dataset(config)
+            between, torch_seconds = None, []
+            if name == "conv" and torch_conv is not None:
+                model, optimizer = torch_conv.make(hidden=16, latent=config.latent_dim)
+
+                def between(epoch):
+                    torch_seconds.append(torch_conv.epoch(
+                        model, optimizer, dataset.x_train, dataset.x_test, batch, epoch))
+            seconds, _ = vaelab_epochs(config, dataset, 3, between=between)
             results[f"{name}_batch_{batch}"] = round(statistics.median(seconds[1:]), 3)
+            if torch_seconds:
+                steady = statistics.median(torch_seconds[1:])
+                results[f"conv_torch_eager_batch_{batch}"] = round(steady, 3)
+                results[f"conv_vs_torch_batch_{batch}"] = round(
+                    statistics.median(seconds[1:]) / steady, 3)
     return results
 
 
