@@ -105,3 +105,95 @@ def train_epoch_iwae(params, opt, batches, key, k, lr=1e-3, b1=0.9, b2=0.999, ep
     """One epoch of IWAE-k training with Burda et al.'s Adam (ε 1e-4); ``batches``: (steps,
     batch, 784) binarized images in the epoch's order."""
     return _adam_scan(iwae_loss_fn, params, opt, batches, key, lr, b1, b2, eps, k=k)
+
+
+# ------------------------------------------------ the conv VAE's floor (--model conv)
+
+
+def init_conv(key, hidden=16, latent=32, side=28):
+    """vaelab's conv VAE: convolutions 1→32→64 (3 × 3, stride 2), dense ``hidden``, the
+    heads, and the mirror with transposed convolutions 64→64→32 (stride 2) and 32→1."""
+    quarter = side // 4
+    flat = 64 * quarter * quarter
+    keys = jax.random.split(key, 2)
+    params = _glorot(keys[0], {"enc": (flat, hidden), "mean": (hidden, latent),
+                               "log_var": (hidden, latent), "dec": (latent, hidden),
+                               "expand": (hidden, flat)})
+    shapes = {"conv1": (3, 3, 1, 32), "conv2": (3, 3, 32, 64), "up1": (3, 3, 64, 64),
+              "up2": (3, 3, 64, 32), "out": (3, 3, 32, 1)}  # (kh, kw, in, out) each
+    for (name, shape), k in zip(shapes.items(), jax.random.split(keys[1], len(shapes))):
+        std = np.sqrt(2.0 / (9 * shape[2] + 9 * shape[3]))
+        params[name] = (jax.random.truncated_normal(k, -2, 2, shape) * std / 0.8796,
+                        jnp.zeros(shape[3]))
+    return params
+
+
+def _conv(x, p, stride=1):
+    out = jax.lax.conv_general_dilated(x, p[0], (stride, stride), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return out + p[1]
+
+
+def _up(x, p):
+    """A stride-2, 3 × 3 transposed convolution as one stride-1 convolution over the four
+    output phases, then depth-to-space (the form vaelab's model uses: XLA's gradient of
+    ``conv_transpose`` is slow on a CPU)."""
+    w, b = p  # (3, 3, in, out)
+    zero = jnp.zeros_like(w[:1])
+    taps = jnp.concatenate([w, zero], 0)  # tap 3: zeros
+    taps = jnp.concatenate([taps, jnp.zeros_like(taps[:, :1])], 1)
+    index = jnp.array([[2, 0], [3, 1]])  # phase r, offset j → tap
+    k = taps[index][:, :, index]  # (rh, jh, rw, jw, in, out)
+    k = k.transpose(1, 3, 4, 0, 2, 5).reshape(2, 2, w.shape[2], 4 * w.shape[3])
+    y = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0))), k, (1, 1),
+                                     "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    n, h, wd, _ = y.shape
+    y = y.reshape(n, h, wd, 2, 2, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * wd, -1)
+    return y + b
+
+
+def conv_forward(params, x, key):
+    dense = lambda p, v: v @ p[0] + p[1]  # noqa: E731
+    side = int(np.sqrt(x.shape[1]))
+    h = jax.nn.relu(_conv(jax.nn.relu(_conv(x.reshape(-1, side, side, 1), params["conv1"], 2)),
+                          params["conv2"], 2))
+    h = jax.nn.relu(dense(params["enc"], h.reshape(h.shape[0], -1)))
+    mean, log_var = dense(params["mean"], h), dense(params["log_var"], h)
+    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
+    h = jax.nn.relu(dense(params["expand"], jax.nn.relu(dense(params["dec"], z))))
+    h = h.reshape(-1, side // 4, side // 4, 64)
+    h = jax.nn.relu(_up(jax.nn.relu(_up(h, params["up1"])), params["up2"]))
+    return _conv(h, params["out"]).reshape(x.shape[0], -1), mean, log_var
+
+
+def conv_loss_fn(params, x, key, kl_scale):
+    x_hat, mean, log_var = conv_forward(params, x, key)
+    kl = -0.5 * jnp.sum(1 + log_var - mean**2 - jnp.exp(log_var), axis=-1)
+    return jnp.mean((x_hat - x) ** 2) + kl_scale * jnp.mean(kl)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def train_steps_conv(params, opt, batches, key, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+    """``len(batches)`` Adam steps, unrolled into one compiled call: XLA's CPU convolutions
+    inside a rolled loop run about 10× slower (``docs/performance.md``), so an epoch of the
+    conv floor is a Python loop over such groups, as vaelab's is."""
+    def step(carry, x):
+        params, (m, v, t), key = carry
+        key, sub = jax.random.split(key)
+        loss, grads = jax.value_and_grad(conv_loss_fn)(params, x, sub, 1 / 784)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+        alpha = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+        params = jax.tree_util.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps),
+                                        params, m, v)
+        return (params, (m, v, t), key), loss
+
+    (params, opt, key), losses = jax.lax.scan(step, (params, opt, key), batches,
+                                              unroll=len(batches))
+    return params, opt, jnp.mean(losses)
+
+
+@jax.jit
+def conv_validation_loss(params, x, key):
+    return conv_loss_fn(params, x, key, 1 / 784)

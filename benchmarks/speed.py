@@ -12,8 +12,10 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   steady epochs.
 - ``families``: steady epoch seconds of the MLP, conv and conditional models at batch 32 and
   256 on ``--family-images`` training images (10 000 by default), through the same path;
-  the conv model's interleaved epoch by epoch with the eager PyTorch loop of the same
-  architecture (``torch_conv.py``, same images, validation included), with their ratio.
+  the conv model's interleaved epoch by epoch with the plain-JAX floor of the same model
+  (``floor.py``: groups of 8 unrolled steps, validation included) and the eager PyTorch loop
+  of the same architecture (``torch_conv.py``, same images, validation included), with
+  vaelab's ratio to each.
 - ``iwae_training``: the IWAE-K training epoch (K = 5, 50) of Burda et al.'s model
   (784-200-200-50 tanh, Bernoulli, batch 20, Adam ε 1e-4) on ``--iwae-train-images``
   images (6 000 by default) through vaelab's fit path (with validation on 1 000 test
@@ -166,21 +168,59 @@ def part_families(args) -> dict:
         for batch in (32, 256):
             config = TrainConfig(batch_size=batch, train_size=args.family_images, **change)
             dataset = load_dataset(config)
-            between, torch_seconds = None, []
-            if name == "conv" and torch_conv is not None:
-                model, optimizer = torch_conv.make(hidden=16, latent=config.latent_dim)
+            between, torch_seconds, floor_seconds = None, [], []
+            if name == "conv":
+                floor_epoch = conv_floor(dataset, batch, config.latent_dim)
+                if torch_conv is not None:
+                    model, optimizer = torch_conv.make(hidden=16, latent=config.latent_dim)
 
                 def between(epoch):
-                    torch_seconds.append(torch_conv.epoch(
-                        model, optimizer, dataset.x_train, dataset.x_test, batch, epoch))
+                    floor_seconds.append(floor_epoch(epoch))
+                    if torch_conv is not None:
+                        torch_seconds.append(torch_conv.epoch(
+                            model, optimizer, dataset.x_train, dataset.x_test, batch, epoch))
             seconds, _ = vaelab_epochs(config, dataset, 3, between=between)
-            results[f"{name}_batch_{batch}"] = round(statistics.median(seconds[1:]), 3)
-            if torch_seconds:
-                steady = statistics.median(torch_seconds[1:])
-                results[f"conv_torch_eager_batch_{batch}"] = round(steady, 3)
-                results[f"conv_vs_torch_batch_{batch}"] = round(
-                    statistics.median(seconds[1:]) / steady, 3)
+            steady = statistics.median(seconds[1:])
+            results[f"{name}_batch_{batch}"] = round(steady, 3)
+            for other, series in (("floor", floor_seconds), ("torch_eager", torch_seconds)):
+                if series:
+                    results[f"conv_{other}_batch_{batch}"] = round(statistics.median(series[1:]), 3)
+                    results[f"conv_vs_{other}_batch_{batch}"] = round(
+                        steady / statistics.median(series[1:]), 3)
     return results
+
+
+def conv_floor(dataset, batch: int, latent: int):
+    """``epoch(e) -> seconds`` of the plain-JAX conv floor (``floor.py``): the epoch's
+    batches in groups of 8 unrolled steps, then the loss on the test images in batches of
+    1 000, as vaelab's epoch validates."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from floor import adam_init, conv_validation_loss, init_conv, train_steps_conv
+
+    x, x_test = dataset.x_train, jnp.asarray(dataset.x_test)
+    state = {"params": init_conv(jax.random.PRNGKey(0), latent=latent)}
+    state["opt"] = adam_init(state["params"])
+
+    def epoch(e):
+        steps = len(x) // batch
+        order = np.random.default_rng([0, e]).permutation(len(x))[:steps * batch]
+        started = time.perf_counter()
+        batches = jnp.asarray(x[order].reshape(steps, batch, -1))
+        key = jax.random.PRNGKey(e)
+        for i in range(0, steps, 8):
+            key, sub = jax.random.split(key)
+            state["params"], state["opt"], loss = train_steps_conv(
+                state["params"], state["opt"], batches[i:i + 8], sub)
+        losses = [conv_validation_loss(state["params"], x_test[i:i + 1000], key)
+                  for i in range(0, len(x_test), 1000)]
+        jax.block_until_ready((loss, losses))
+        return time.perf_counter() - started
+
+    return epoch
 
 
 def part_iwae_training(args) -> dict:
