@@ -59,11 +59,14 @@ def place():
         train(TrainConfig(epochs=1, hidden_dim=8, latent_dim=2, batch_size=16,
                           data_dir=str(base / "data")), base / "run", verbose=False)
         shutil.copytree(base / "data", base / "closed")
+        shutil.copytree(base / "run", base / "run-closed-lock")
         for name in ("ro", "ro-empty", "ro-cache"):
             (base / name).mkdir()
         (base / "out").mkdir()
         set_modes(base / "data", 0o755, 0o644)
         set_modes(base / "run", 0o555, 0o444)
+        set_modes(base / "run-closed-lock", 0o555, 0o444)
+        os.chmod(base / "run-closed-lock" / ".vaelab.lock", 0o000)
         for name in ("ro", "ro-empty", "ro-cache"):
             os.chmod(base / name, 0o555)
         os.chmod(base / "closed", 0o000)
@@ -140,6 +143,9 @@ def test_unwritable_and_unreadable_folders(place):
                f"(set XDG_CACHE_HOME to a writable folder, or pass --data-dir)"),
         "a read-only run read into files elsewhere": (
             ["sample", str(run), "--out", str(b / "out" / "s.png"), "--n", "4"], 0, None),
+        "a read-only run whose lock file cannot even be opened": (
+            ["sample", str(b / "run-closed-lock"), "--out", str(b / "out" / "s2.png"), "--n",
+             "4"], 0, None),
         "and its explorer": (
             ["explore", str(run), "--out", str(b / "out" / "e.html")], 0, None),
         "training with a read-only cache (compiled programs are not kept)": (
@@ -154,7 +160,8 @@ def test_unwritable_and_unreadable_folders(place):
     assert sorted(p.name for p in run.iterdir()) == before
     for name in ("ro", "ro-empty", "ro-cache"):
         assert list((b / name).iterdir()) == []
-    assert (b / "out" / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("s.png", "s2.png"):
+        assert (b / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<html" in (b / "out" / "e.html").read_text()[:200].lower()
     assert (b / "out" / "fine" / "metrics.json").is_file()
     assert not (b / "out" / "a").exists()

@@ -57,8 +57,8 @@ def locked(run_dir, *, shared: bool = False, hint: str = ""):
     otherwise. A reader that writes nothing into the folder (``shared``: ``sample`` or
     ``explore`` with ``--out`` elsewhere) shares it with other readers, so a run folder that
     is only readable (a teacher's runs, say) can still be read; where the lock file is absent
-    and cannot be made there, no vaelab process with the right to write has ever locked it,
-    and the reader goes on without it. The lock dies with its process, so a killed run never
+    and cannot be made there (no vaelab process with the right to write has ever locked it),
+    or cannot be opened at all, the reader goes on without it. The lock dies with its process, so a killed run never
     leaves a stale lock. A writer that finds it held gets ``UsageError`` naming the folder
     and the PID of the writer that holds it. ``hint`` ends the line for an unwritable
     folder (e.g. ``"; --out writes elsewhere"``).
@@ -72,7 +72,7 @@ def locked(run_dir, *, shared: bool = False, hint: str = ""):
                              f"folder{hint})") from None
         try:
             fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):  # never locked, or its lock is closed
             yield
             return
     try:
