@@ -46,8 +46,9 @@ def adam_init(params):
     return (zeros(), zeros(), jnp.zeros((), jnp.int32))
 
 
-def _adam_scan(loss_fn, params, opt, batches, key, lr, b1, b2, eps, **loss_args):
-    """One epoch as one ``lax.scan`` of Adam steps on ``loss_fn(params, x, key, **loss_args)``."""
+def _adam_scan(loss_fn, params, opt, batches, key, lr, b1, b2, eps, unroll=1, **loss_args):
+    """One epoch as one ``lax.scan`` of Adam steps on ``loss_fn(params, x, key, **loss_args)``
+    (``unroll`` steps per loop iteration; all of them: no loop)."""
 
     def step(carry, x):
         params, (m, v, t), key = carry
@@ -61,7 +62,7 @@ def _adam_scan(loss_fn, params, opt, batches, key, lr, b1, b2, eps, **loss_args)
                                         params, m, v)
         return (params, (m, v, t), key), loss
 
-    (params, opt, key), losses = jax.lax.scan(step, (params, opt, key), batches)
+    (params, opt, key), losses = jax.lax.scan(step, (params, opt, key), batches, unroll=unroll)
     return params, opt, jnp.mean(losses)
 
 
@@ -177,21 +178,8 @@ def train_steps_conv(params, opt, batches, key, lr=1e-3, b1=0.9, b2=0.999, eps=1
     """``len(batches)`` Adam steps, unrolled into one compiled call: XLA's CPU convolutions
     inside a rolled loop run about 10× slower (``docs/performance.md``), so an epoch of the
     conv floor is a Python loop over such groups, as vaelab's is."""
-    def step(carry, x):
-        params, (m, v, t), key = carry
-        key, sub = jax.random.split(key)
-        loss, grads = jax.value_and_grad(conv_loss_fn)(params, x, sub, 1 / 784)
-        t = t + 1
-        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
-        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
-        alpha = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
-        params = jax.tree_util.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps),
-                                        params, m, v)
-        return (params, (m, v, t), key), loss
-
-    (params, opt, key), losses = jax.lax.scan(step, (params, opt, key), batches,
-                                              unroll=len(batches))
-    return params, opt, jnp.mean(losses)
+    return _adam_scan(conv_loss_fn, params, opt, batches, key, lr, b1, b2, eps,
+                      unroll=len(batches), kl_scale=1 / 784)
 
 
 @jax.jit

@@ -73,8 +73,8 @@ def check_size(num_processes: int) -> None:
 
 def check_grace(grace) -> float:
     """``--grace``: seconds from 0 to a day."""
-    if (isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace != grace
-            or not 0 <= grace <= choices.MAX_WAIT_SECONDS):
+    if (isinstance(grace, bool) or not isinstance(grace, (int, float))
+            or not 0 <= grace <= choices.MAX_WAIT_SECONDS):  # NaN fails the comparison too
         raise UsageError(f"--grace must be a number of seconds from 0 to "
                          f"{choices.MAX_WAIT_SECONDS}, received {grace}")
     return float(grace)
