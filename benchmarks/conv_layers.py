@@ -43,14 +43,14 @@ LAYERS = [  # name, Keras' class, vaelab's, input (side, channels), filters, str
 
 
 def compiled(layer, shape, input_grad: bool):
-    """Forward, and forward + backward, of ``layer`` as jitted functions of (weights, x)."""
-    projection = jax.numpy.asarray(
-        np.random.default_rng(0).normal(size=layer.compute_output_shape(shape)), "float32")
+    """Forward, and forward + backward, of ``layer`` as jitted functions of (weights, x,
+    projection). The projection is an argument: captured, it would be a constant of the
+    compiled program and XLA could fold part of the backward pass away at compile time."""
 
     def forward(weights, x):
         return layer.stateless_call(weights, [], x)[0]
 
-    def loss(weights, x):
+    def loss(weights, x, projection):
         return (forward(weights, x) * projection).sum()
 
     grad = jax.grad(loss, argnums=(0, 1) if input_grad else 0)
@@ -74,18 +74,23 @@ def measure(batch: int, repeats: int) -> list[dict]:
         shape = (batch, side, side, channels)
         x = jax.numpy.asarray(rng.normal(size=shape), "float32")
         pair = {}
+        projection = None
         for label, cls in (("keras", keras_class), ("vaelab", fast_class)):
             layer = cls(filters, 3, strides=stride, padding="same", activation="relu")
             layer.build(shape)
             if label == "vaelab":
                 layer.set_weights(pair["keras"][0].get_weights())
             pair[label] = (layer, *compiled(layer, shape, input_grad))
+            if projection is None:
+                projection = jax.numpy.asarray(
+                    rng.normal(size=layer.compute_output_shape(shape)), "float32")
         row = {"layer": name, "batch": batch}
         for _ in range(2):  # interleaved: Keras, vaelab, Keras, vaelab; the last pair counts
             for label, (layer, forward, backward) in pair.items():
                 weights = [v.value for v in layer.trainable_variables]
                 row[f"{label}_forward_ms"] = median_ms(forward, weights, x, repeats=repeats)
-                row[f"{label}_backward_ms"] = median_ms(backward, weights, x, repeats=repeats)
+                row[f"{label}_backward_ms"] = median_ms(backward, weights, x, projection,
+                                                        repeats=repeats)
         steps = -(-IMAGES // batch)
         for label in pair:
             row[f"{label}_epoch_s"] = steps * row[f"{label}_backward_ms"] / 1000

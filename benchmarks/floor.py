@@ -137,18 +137,20 @@ def _conv(x, p, stride=1):
 
 def _up(x, p):
     """A stride-2, 3 × 3 transposed convolution as one stride-1 convolution over the four
-    output phases, then depth-to-space (the form vaelab's model uses: XLA's gradient of
-    ``conv_transpose`` is slow on a CPU)."""
+    output phases, computed as its 2 × 2 patches times the phases' kernel, then
+    depth-to-space (the form vaelab's model uses: XLA's gradients of ``conv_transpose``,
+    and of convolutions generally, are slow on a CPU next to its matrix products)."""
     w, b = p  # (3, 3, in, out)
     zero = jnp.zeros_like(w[:1])
     taps = jnp.concatenate([w, zero], 0)  # tap 3: zeros
     taps = jnp.concatenate([taps, jnp.zeros_like(taps[:, :1])], 1)
     index = jnp.array([[2, 0], [3, 1]])  # phase r, offset j → tap
     k = taps[index][:, :, index]  # (rh, jh, rw, jw, in, out)
-    k = k.transpose(1, 3, 4, 0, 2, 5).reshape(2, 2, w.shape[2], 4 * w.shape[3])
-    y = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0))), k, (1, 1),
-                                     "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    n, h, wd, _ = y.shape
+    k = k.transpose(1, 3, 4, 0, 2, 5).reshape(4 * w.shape[2], 4 * w.shape[3])
+    n, h, wd, _ = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0)))
+    patches = jnp.concatenate([padded[:, i:i + h, j:j + wd] for i in (0, 1) for j in (0, 1)], -1)
+    y = patches @ k
     y = y.reshape(n, h, wd, 2, 2, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * wd, -1)
     return y + b
 

@@ -76,8 +76,13 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
         kernel = ops.transpose(kernel, (1, 3, 5, 0, 2, 4))  # (sh, sw, c, rh, rw, f)
         kernel = ops.reshape(kernel, (span_h, span_w, channels, s * s * f))
         padded = ops.pad(inputs, [(0, 0), (-rmin, rmax), (-cmin, cmax), (0, 0)])
-        phases = ops.conv(padded, kernel, strides=1, padding="valid")  # (B, h, w, s·s·f)
-        h, w = phases.shape[1], phases.shape[2]
+        # The stride-1 convolution as its patches times the kernel: XLA's CPU convolution
+        # gradients run at a fraction of its matrix-product rate (docs/performance.md).
+        h, w = inputs.shape[1], inputs.shape[2]
+        patches = ops.concatenate([padded[:, dh:dh + h, dw:dw + w, :]
+                                   for dh in range(span_h) for dw in range(span_w)], axis=-1)
+        kernel = ops.reshape(kernel, (span_h * span_w * channels, s * s * f))
+        phases = ops.matmul(ops.reshape(patches, (-1, span_h * span_w * channels)), kernel)
         phases = ops.reshape(phases, (-1, h, w, s, s, f))
         outputs = ops.reshape(ops.transpose(phases, (0, 1, 3, 2, 4, 5)), (-1, h * s, w * s, f))
         if self.use_bias:
