@@ -155,6 +155,8 @@ def part_families(args) -> dict:
     conv model's interleaved epoch by epoch with the eager PyTorch loop of the same
     architecture (``torch_conv.py``), where torch is installed."""
     TrainConfig, load_dataset = load()
+    from vaelab.training.fit import validation_batch_size
+
     results = {}
     families = {"mlp": {}, "mlp_conditional": dict(conditional=True),
                 "conv": dict(model="conv", hidden_dim=16),
@@ -170,7 +172,8 @@ def part_families(args) -> dict:
             dataset = load_dataset(config)
             between, torch_seconds, floor_seconds = None, [], []
             if name == "conv":
-                floor_epoch = conv_floor(dataset, batch, config.latent_dim)
+                floor_epoch = conv_floor(dataset, batch, config.latent_dim,
+                                         validation_batch_size(config))
                 if torch_conv is not None:
                     model, optimizer = torch_conv.make(hidden=16, latent=config.latent_dim)
 
@@ -190,10 +193,10 @@ def part_families(args) -> dict:
     return results
 
 
-def conv_floor(dataset, batch: int, latent: int):
+def conv_floor(dataset, batch: int, latent: int, validation_batch: int):
     """``epoch(e) -> seconds`` of the plain-JAX conv floor (``floor.py``): the epoch's
     batches in groups of 8 unrolled steps, then the loss on the test images in batches of
-    1 000, as vaelab's epoch validates."""
+    ``validation_batch``, as vaelab's epoch validates."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -215,8 +218,8 @@ def conv_floor(dataset, batch: int, latent: int):
             key, sub = jax.random.split(key)
             state["params"], state["opt"], loss = train_steps_conv(
                 state["params"], state["opt"], batches[i:i + 8], sub)
-        losses = [conv_validation_loss(state["params"], x_test[i:i + 1000], key)
-                  for i in range(0, len(x_test), 1000)]
+        losses = [conv_validation_loss(state["params"], x_test[i:i + validation_batch], key)
+                  for i in range(0, len(x_test), validation_batch)]
         jax.block_until_ready((loss, losses))
         return time.perf_counter() - started
 
