@@ -135,6 +135,17 @@ def _conv(x, p, stride=1):
     return out + p[1]
 
 
+def _down(x, p):
+    """A stride-2, 3 × 3 "same" convolution (even sides: one row and column of padding at
+    the end) as its strided patches times the kernel, as vaelab's ``PatchConv2D``."""
+    w, b = p  # (3, 3, in, out)
+    n, h, wd, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    patches = jnp.concatenate([padded[:, i:i + h - 1:2, j:j + wd - 1:2]
+                               for i in range(3) for j in range(3)], -1)
+    return patches @ w.reshape(9 * c, -1) + b
+
+
 def _up(x, p):
     """A stride-2, 3 × 3 transposed convolution as one stride-1 convolution over the four
     output phases, computed as its 2 × 2 patches times the phases' kernel, then
@@ -158,8 +169,8 @@ def _up(x, p):
 def conv_forward(params, x, key):
     dense = lambda p, v: v @ p[0] + p[1]  # noqa: E731
     side = int(np.sqrt(x.shape[1]))
-    h = jax.nn.relu(_conv(jax.nn.relu(_conv(x.reshape(-1, side, side, 1), params["conv1"], 2)),
-                          params["conv2"], 2))
+    h = jax.nn.relu(_down(jax.nn.relu(_down(x.reshape(-1, side, side, 1), params["conv1"])),
+                          params["conv2"]))
     h = jax.nn.relu(dense(params["enc"], h.reshape(h.shape[0], -1)))
     mean, log_var = dense(params["mean"], h), dense(params["log_var"], h)
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)

@@ -32,6 +32,8 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   process for its peak memory. Both through their real paths (validation, the collapse
   monitor, the KL schedule, the population's feed); ``one_by_one_s`` is N times the alone
   epoch, ``speedup`` its ratio to the population's epoch.
+- ``conv_population``: the same for N = 2 and 4 conv models (``--model conv --hidden 16``),
+  whose members share one compiled step of convolutions batched over the members.
 - ``population_floor``: where a population's time goes, without vaelab: the plain-JAX floor
   (``floor.py``) for P = 1, 2, 3, 4, 8 lab models in one compiled epoch, as P separate
   models in one program and as one ``jax.vmap``-ed model, at batch 32 and 256, with the
@@ -317,8 +319,10 @@ def part_population_members(args) -> dict:
 
     n = args.members
     results = {}
+    family = dict(model="conv", hidden_dim=16) if args.family == "conv" else {}
     for batch in (32, 256):
-        config = TrainConfig(batch_size=batch, anneal="4:8", train_size=args.population_images)
+        config = TrainConfig(batch_size=batch, anneal="4:8", train_size=args.population_images,
+                             **family)
         dataset = load_dataset(config)
         configs = [dataclasses.replace(config, seed=s).for_data(dataset.input_dim)
                    for s in range(n)]
@@ -338,19 +342,26 @@ def part_population_members(args) -> dict:
             "together_compile_s": round(seconds[0] - together_s, 2)}
     return results
 
-def part_population(args) -> dict:
+def part_population(args, family: str = "mlp", sizes=(1, 2, 4, 8)) -> dict:
     """``population_members`` for N = 1, 2, 4, 8, each in its own process (peak memory)."""
     results = {}
-    for n in (1, 2, 4, 8):
+    for n in sizes:
         done = subprocess.run([sys.executable, __file__, "--part", "population_members",
                                "--members", str(n), "--epochs", str(args.epochs),
-                               "--population-images", str(args.population_images)],
+                               "--population-images", str(args.population_images),
+                               "--family", family],
                               capture_output=True, text=True, timeout=PART_TIMEOUT)
         if done.returncode != 0:
             raise RuntimeError(f"N = {n} failed:\n{done.stderr[-2000:]}")
         child = json.loads(done.stdout.strip().splitlines()[-1])
         results[f"members_{n}"] = {**child["values"], "peak_mb": child["peak_mb"]}
     return results
+
+
+def part_conv_population(args) -> dict:
+    """``population_members`` of conv models (``--model conv --hidden 16``) for N = 2 and 4:
+    members trained together (``--together``) against one run alone, per member."""
+    return part_population(args, "conv", (2, 4))
 
 
 def part_population_floor(args) -> dict:
@@ -430,6 +441,7 @@ PARTS = {"epochs": part_epochs, "families": part_families, "iwae_training": part
          "inference": part_inference,
          "iwae": part_iwae, "population": part_population,
          "population_members": part_population_members,
+         "conv_population": part_conv_population,
          "population_floor": part_population_floor, "lab": part_lab}
 
 
@@ -454,6 +466,8 @@ def main() -> None:
     parser.add_argument("--lab-together", type=int,
                         help="time the lab with --together N (default: vaelab's)")
     parser.add_argument("--members", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--family", choices=("mlp", "conv"), default="mlp",
+                        help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a small smoke run of every part")
     parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
                         help=f"run only these parts ({', '.join(PARTS)})")

@@ -9,7 +9,7 @@ import pytest
 from conftest import jacobians
 from keras import ops
 
-from vaelab.core.convolutions import SubPixelConv2DTranspose
+from vaelab.core.convolutions import PatchConv2D, SubPixelConv2DTranspose
 
 
 def twins(shape, **settings):
@@ -80,13 +80,69 @@ def test_a_model_with_it_saves_and_loads(tmp_path):
     """Registered under vaelab's package: a saved model loads with the same classes and
     computes the same outputs."""
     inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    h = PatchConv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
     outputs = SubPixelConv2DTranspose(1, 3, strides=2, padding="same")(h)
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(5).normal(size=(2, 8, 8, 1)).astype("float32")
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     assert [type(layer).__name__ for layer in loaded.layers[1:]] == [
-        "Conv2D", "SubPixelConv2DTranspose"]
+        "PatchConv2D", "SubPixelConv2DTranspose"]
     np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), ops.convert_to_numpy(model(x)),
                                rtol=1e-6, atol=1e-6)
+
+
+def conv_twins(shape, **settings):
+    """Keras' ``Conv2D`` and vaelab's ``PatchConv2D`` on ``shape`` with the same weights."""
+    reference, layer = keras.layers.Conv2D(**settings), PatchConv2D(**settings)
+    reference.build(shape)
+    layer.build(shape)
+    rng = np.random.default_rng(6)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in reference.get_weights()]
+    reference.set_weights(weights)
+    layer.set_weights(weights)
+    return reference, layer
+
+
+@pytest.mark.parametrize("kernel, stride, side, padding", [
+    (3, 2, 28, "same"), (3, 2, 7, "same"), (3, 1, 6, "same"), (4, 2, 9, "same"),
+    (2, 3, 8, "same"), (5, (2, 1), 7, "same"), (3, 2, 8, "valid"), (1, 1, 4, "valid"),
+    ((3, 2), 2, 9, "valid")])
+def test_patch_convolution_equals_keras(kernel, stride, side, padding):
+    """Odd and even sides, kernels smaller and larger than the stride, unequal strides and
+    kernel sides, both paddings: outputs, and the gradients for the input, kernel and bias
+    of a random projection, equal Keras' to 1e-5."""
+    shape = (2, side, side, 3)
+    reference, layer = conv_twins(shape, filters=4, kernel_size=kernel, strides=stride,
+                                  padding=padding, activation="tanh")
+    assert layer._by_patches()
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=shape).astype("float32")
+    expected, got = ops.convert_to_numpy(reference(x)), ops.convert_to_numpy(layer(x))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    kernel_w, bias = (np.asarray(ops.convert_to_numpy(w)) for w in reference.weights)
+    projection = ops.convert_to_tensor(rng.normal(size=expected.shape).astype("float32"))
+
+    def projected(which):
+        def fn(x, kernel_w, bias):
+            out, _ = which.stateless_call([kernel_w, bias], [], x)
+            return ops.sum(out * projection)
+        return fn
+
+    for g, e, name in zip(jacobians(projected(layer), x, kernel_w, bias),
+                          jacobians(projected(reference), x, kernel_w, bias), ("x", "k", "b"),
+                          strict=True):
+        assert np.abs(e).max() > 0, name
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_patch_convolution_falls_back_where_it_does_not_apply():
+    """Dilation and groups: Keras' own computation."""
+    x = np.random.default_rng(8).normal(size=(2, 8, 8, 4)).astype("float32")
+    for change in (dict(dilation_rate=2), dict(groups=2)):
+        reference, layer = conv_twins(x.shape, filters=2, kernel_size=3, padding="same",
+                                      **change)
+        assert not layer._by_patches()
+        np.testing.assert_allclose(ops.convert_to_numpy(layer(x)),
+                                   ops.convert_to_numpy(reference(x)), rtol=1e-6, atol=1e-6)

@@ -7,9 +7,11 @@ stride 2, relu) → Conv2DTranspose(32, stride 2, relu) → Conv2DTranspose(1, 3
 means for the Gaussian likelihood, logits for the Bernoulli one. Images arrive and leave
 flattened, ``(B, side²)``, like every vaelab model.
 
-The two stride-2 transposed convolutions are :class:`SubPixelConv2DTranspose`: Keras'
-layer, computed without XLA's slow dilated-input path (``docs/performance.md``); the same
-function of the same weights. Models saved before it load with Keras' own layer.
+The two stride-2 transposed convolutions are :class:`SubPixelConv2DTranspose` and the
+encoder's convolutions :class:`PatchConv2D`: Keras' layers computed through matrix
+products, without XLA's slow convolution gradients on a CPU (``docs/performance.md``);
+the same functions of the same weights. Models saved before them load with Keras' own
+layers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 
 import keras
 
-from vaelab.core.convolutions import SubPixelConv2DTranspose
+from vaelab.core.convolutions import PatchConv2D, SubPixelConv2DTranspose
 
 FILTERS = (32, 64)
 KERNEL = 3
@@ -45,8 +47,7 @@ def conv_encoder(input_dim: int, hidden: Sequence[int], latent_dim: int, activat
     inputs = [x]
     h = keras.layers.Reshape((side, side, 1))(x)
     for filters in FILTERS:
-        h = keras.layers.Conv2D(filters, KERNEL, strides=2, padding="same",
-                                activation="relu")(h)
+        h = PatchConv2D(filters, KERNEL, strides=2, padding="same", activation="relu")(h)
     h = keras.layers.Flatten()(h)
     if classes:
         label = keras.Input(shape=(classes,), name="label")
