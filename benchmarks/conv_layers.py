@@ -7,9 +7,10 @@ at stride 2; decoder: transposed 64→64 and 64→32 at stride 2, then 32→1 at
 time of one batch forward, and forward plus backward (the gradients of a random projection
 of the output with respect to the weights, and to the input for every layer but the first,
 as training needs), each compiled alone with ``jax.jit``, under JAX on this machine's CPU.
-Keras' layer and the one the conv VAE uses (Keras' ``Conv2D`` in the encoder and for the
-stride-1 output; :class:`vaelab.core.convolutions.SubPixelConv2DTranspose` for the stride-2
-transposed layers) are measured interleaved in one run, with the same weights; the milliseconds are medians of ``--repeats`` calls, and
+Keras' layer and the one the conv VAE uses (:class:`vaelab.core.convolutions.PatchConv2D`
+in the encoder, :class:`~vaelab.core.convolutions.SubPixelConv2DTranspose` for the stride-2
+transposed layers, Keras' own for the stride-1 output) are measured interleaved in one
+run, with the same weights; the milliseconds are medians of ``--repeats`` calls, and
 "per epoch" multiplies by the batches of 10 000 images.
 """
 
@@ -27,12 +28,12 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vaelab.core.convolutions import SubPixelConv2DTranspose  # noqa: E402
+from vaelab.core.convolutions import PatchConv2D, SubPixelConv2DTranspose  # noqa: E402
 
 IMAGES = 10_000
 LAYERS = [  # name, Keras' class, vaelab's, input (side, channels), filters, stride, input grad
-    ("encoder conv 1→32, 28→14", keras.layers.Conv2D, keras.layers.Conv2D, (28, 1), 32, 2, False),
-    ("encoder conv 32→64, 14→7", keras.layers.Conv2D, keras.layers.Conv2D, (14, 32), 64, 2, True),
+    ("encoder conv 1→32, 28→14", keras.layers.Conv2D, PatchConv2D, (28, 1), 32, 2, False),
+    ("encoder conv 32→64, 14→7", keras.layers.Conv2D, PatchConv2D, (14, 32), 64, 2, True),
     ("decoder convT 64→64, 7→14", keras.layers.Conv2DTranspose, SubPixelConv2DTranspose,
      (7, 64), 64, 2, True),
     ("decoder convT 64→32, 14→28", keras.layers.Conv2DTranspose, SubPixelConv2DTranspose,

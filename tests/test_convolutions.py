@@ -1,4 +1,4 @@
-"""The transposed convolution as one stride-1 convolution: Keras' outputs and gradients, to 1e-5.
+"""Convolutions through matrix products: Keras' outputs and gradients, to 1e-5.
 
 Run under JAX here and under torch by tests/test_backends.py.
 """
@@ -9,7 +9,19 @@ import pytest
 from conftest import jacobians
 from keras import ops
 
+from vaelab.core import convolutions
 from vaelab.core.convolutions import PatchConv2D, SubPixelConv2DTranspose
+
+
+@pytest.fixture(autouse=True)
+def matrix_products(monkeypatch):
+    """The matrix-product forms under every backend (by default only JAX uses them)."""
+    monkeypatch.setattr(convolutions, "matmul_form", lambda: True)
+
+
+def test_only_jax_computes_through_matrix_products_by_default(monkeypatch):
+    monkeypatch.undo()
+    assert convolutions.matmul_form() == (keras.backend.backend() == "jax")
 
 
 def twins(shape, **settings):

@@ -1,25 +1,32 @@
-"""A transposed convolution computed as one stride-1 convolution: the same function of the
-same weights, without XLA's slow path.
+"""Keras' convolution layers computed through matrix products: the same functions of the
+same weights, without XLA's slow convolution paths on a CPU.
 
 XLA on a CPU computes ``lax.conv_transpose`` over the input dilated by the stride
 (``lhs_dilation``), and the gradient of that is slow: the conv VAE's two stride-2
 ``Conv2DTranspose`` layers took 28.5 and 62.9 ms a batch of 32 forward and backward, 90 %
 of the model's convolution time (``benchmarks/conv_layers.py``, ``docs/performance.md``).
+Its gradients of ordinary convolutions, too, run well below the rate it reaches on a
+matrix product of the same arithmetic.
 
-:class:`SubPixelConv2DTranspose` computes exactly Keras' result another way: a stride-``s``
-transposed convolution is ``s²`` interleaved stride-1 correlations of the input, one per
-output phase (Shi et al. 2016's sub-pixel convolution). They run as one convolution whose
-kernel holds every phase's taps (zeros where a phase has none), followed by a
-depth-to-space rearrangement. In one dimension, for stride ``s``, kernel size ``k`` and
-Keras' "same" padding, ``y[s·i + t − P] += x[i] · w[t]`` with ``P = (k − s) // 2`` and
-outputs ``0 … s·n − 1``: output ``o = s·m + r`` takes the taps ``t ≡ r + P (mod s)``, at
-input ``i = m + (r + P − t) / s``.
+:class:`SubPixelConv2DTranspose` computes exactly Keras' transposed convolution another
+way: a stride-``s`` transposed convolution is ``s²`` interleaved stride-1 correlations of
+the input, one per output phase (Shi et al. 2016's sub-pixel convolution). They run as one
+stride-1 convolution whose kernel holds every phase's taps (zeros where a phase has none),
+itself computed as the input's shifted slices side by side (its patches) times that kernel
+as a matrix, followed by a depth-to-space rearrangement. In one dimension, for stride
+``s``, kernel size ``k`` and Keras' "same" padding, ``y[s·i + t − P] += x[i] · w[t]`` with
+``P = (k − s) // 2`` and outputs ``0 … s·n − 1``: output ``o = s·m + r`` takes the taps
+``t ≡ r + P (mod s)``, at input ``i = m + (r + P − t) / s``.
 
-It subclasses Keras' layer with the same weights, names and configuration, so ``isinstance``
-checks, weight files and summaries are unchanged; any other setting (another padding,
-channels first, dilation, an output padding, a kernel smaller than the stride, stride 1)
-falls back to Keras' own computation. Everything is ``keras.ops``, so the torch backend
-runs the same code.
+:class:`PatchConv2D` computes Keras' ``Conv2D`` as its strided patches times the kernel.
+
+Both subclass Keras' layers with the same weights, names and configuration, so
+``isinstance`` checks, weight files and summaries are unchanged; any other setting (see
+each class) falls back to Keras' own computation. Everything is ``keras.ops``, so the torch
+backend can run the same code; it does not by default (:func:`matmul_form`): PyTorch's own
+convolutions on a CPU (oneDNN) were faster than these products under Keras' torch backend
+(the conv VAE's epoch 7.2 s against 11.6 s at batch 32), while under JAX these products
+made it 1.4× faster than Keras on torch (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+
+
+def matmul_form() -> bool:
+    """Whether the layers below compute through matrix products (under JAX) rather than
+    through the backend's own convolutions (any other backend)."""
+    return keras.backend.backend() == "jax"
 
 
 def _phase_taps(k: int, s: int) -> tuple[np.ndarray, int, int]:
@@ -62,7 +75,7 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
                 and sh == sw > 1 and min(kh, kw) >= sh)
 
     def call(self, inputs):
-        if not self._sub_pixel():
+        if not (self._sub_pixel() and matmul_form()):
             return super().call(inputs)
         (kh, kw), f, s = self.kernel_size, self.filters, self.strides[0]
         rows, rmin, rmax = _phase_taps(kh, s)
@@ -115,7 +128,7 @@ class PatchConv2D(keras.layers.Conv2D):
                 and self.groups == 1 and self.padding in ("same", "valid"))
 
     def call(self, inputs):
-        if not self._by_patches():
+        if not (self._by_patches() and matmul_form()):
             return super().call(inputs)
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         h, w, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
