@@ -14,8 +14,8 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   256 on ``--family-images`` training images (10 000 by default), through the same path;
   the conv model's interleaved epoch by epoch with the plain-JAX floor of the same model
   (``floor.py``: groups of 8 unrolled steps, validation included) and the eager PyTorch loop
-  of the same architecture (``torch_conv.py``, same images, validation included), with
-  vaelab's ratio to each.
+  of the same architecture (``torch_eager.py``, same images, validation included), the
+  MLP's with its eager PyTorch loop, with vaelab's ratio to each.
 - ``iwae_training``: the IWAE-K training epoch (K = 5, 50) of Burda et al.'s model
   (784-200-200-50 tanh, Bernoulli, batch 20, Adam ε 1e-4) on ``--iwae-train-images``
   images (6 000 by default) through vaelab's fit path (with validation on 1 000 test
@@ -154,8 +154,9 @@ def part_epochs(args) -> dict:
 
 def part_families(args) -> dict:
     """Steady epoch seconds of each model family at batch 32 and 256 (same fit path); the
-    conv model's interleaved epoch by epoch with the eager PyTorch loop of the same
-    architecture (``torch_conv.py``), where torch is installed."""
+    MLP's and the conv model's interleaved epoch by epoch with the eager PyTorch loop of
+    the same architecture (``torch_eager.py``, where torch is installed), the conv
+    model's also with its plain-JAX floor."""
     TrainConfig, load_dataset = load()
     from vaelab.training.fit import validation_batch_size
 
@@ -165,32 +166,37 @@ def part_families(args) -> dict:
                 "conv_conditional": dict(model="conv", hidden_dim=16, conditional=True)}
     try:
         sys.path.insert(0, str(HERE))
-        import torch_conv
+        import torch_eager
     except ImportError:  # the torch extra is not installed
-        torch_conv = None
+        torch_eager = None
     for name, change in families.items():
         for batch in (32, 256):
             config = TrainConfig(batch_size=batch, train_size=args.family_images, **change)
             dataset = load_dataset(config)
             between, torch_seconds, floor_seconds = None, [], []
-            if name == "conv":
-                floor_epoch = conv_floor(dataset, batch, config.latent_dim,
-                                         validation_batch_size(config))
-                if torch_conv is not None:
-                    model, optimizer = torch_conv.make(hidden=16, latent=config.latent_dim)
+            if name in ("mlp", "conv"):
+                floor_epoch = None
+                if name == "conv":
+                    floor_epoch = conv_floor(dataset, batch, config.latent_dim,
+                                             validation_batch_size(config))
+                if torch_eager is not None:
+                    model, optimizer = torch_eager.make(hidden=16, latent=config.latent_dim,
+                                                        model=name)
 
-                def between(epoch):
-                    floor_seconds.append(floor_epoch(epoch))
-                    if torch_conv is not None:
-                        torch_seconds.append(torch_conv.epoch(
+                def between(epoch, floor_epoch=floor_epoch):
+                    if floor_epoch is not None:
+                        floor_seconds.append(floor_epoch(epoch))
+                    if torch_eager is not None:
+                        torch_seconds.append(torch_eager.epoch(
                             model, optimizer, dataset.x_train, dataset.x_test, batch, epoch))
             seconds, _ = vaelab_epochs(config, dataset, 3, between=between)
             steady = statistics.median(seconds[1:])
             results[f"{name}_batch_{batch}"] = round(steady, 3)
             for other, series in (("floor", floor_seconds), ("torch_eager", torch_seconds)):
                 if series:
-                    results[f"conv_{other}_batch_{batch}"] = round(statistics.median(series[1:]), 3)
-                    results[f"conv_vs_{other}_batch_{batch}"] = round(
+                    results[f"{name}_{other}_batch_{batch}"] = round(
+                        statistics.median(series[1:]), 3)
+                    results[f"{name}_vs_{other}_batch_{batch}"] = round(
                         steady / statistics.median(series[1:]), 3)
     return results
 
