@@ -24,10 +24,10 @@ def test_only_jax_computes_through_matrix_products_by_default(monkeypatch):
     assert convolutions.matmul_form() == (keras.backend.backend() == "jax")
 
 
-def twins(shape, **settings):
-    """Keras' layer and vaelab's, built on ``shape`` with the same random weights."""
-    reference = keras.layers.Conv2DTranspose(**settings)
-    layer = SubPixelConv2DTranspose(**settings)
+def twins(shape, classes=(keras.layers.Conv2DTranspose, SubPixelConv2DTranspose), **settings):
+    """Keras' layer and vaelab's (``classes``), built on ``shape`` with the same random
+    weights."""
+    reference, layer = (cls(**settings) for cls in classes)
     reference.build(shape)
     layer.build(shape)
     rng = np.random.default_rng(1)
@@ -35,6 +35,25 @@ def twins(shape, **settings):
     reference.set_weights(weights)
     layer.set_weights(weights)
     return reference, layer
+
+
+def assert_same_gradients(reference, layer, x, rng):
+    """The gradients of a random projection of the two layers' outputs with respect to the
+    input, the kernel and the bias (autodiff) agree to 1e-5, and are not all zero."""
+    kernel, bias = (np.asarray(ops.convert_to_numpy(w)) for w in reference.weights)
+    projection = rng.normal(size=reference.compute_output_shape(x.shape)).astype("float32")
+
+    def projected(which):
+        def fn(x, kernel, bias):
+            out, _ = which.stateless_call([kernel, bias], [], x)
+            return ops.sum(out * ops.convert_to_tensor(projection))
+        return fn
+
+    expected = jacobians(projected(reference), x, kernel, bias)
+    got = jacobians(projected(layer), x, kernel, bias)
+    for g, e, name in zip(got, expected, ("input", "kernel", "bias"), strict=True):
+        assert np.abs(e).max() > 0, name
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("kernel, stride, side", [(3, 2, 8), (3, 2, 7), (4, 2, 8), (5, 2, 6),
@@ -58,21 +77,7 @@ def test_the_conv_vae_layers_have_keras_gradients():
     reference, layer = twins(shape, filters=4, kernel_size=3, strides=2, padding="same",
                              activation="tanh")
     rng = np.random.default_rng(3)
-    x = rng.normal(size=shape).astype("float32")
-    kernel, bias = (np.asarray(ops.convert_to_numpy(w)) for w in reference.weights)
-    projection = rng.normal(size=reference.compute_output_shape(shape)).astype("float32")
-
-    def projected(which):
-        def fn(x, kernel, bias):
-            out, _ = which.stateless_call([kernel, bias], [], x)
-            return ops.sum(out * ops.convert_to_tensor(projection))
-        return fn
-
-    expected = jacobians(projected(reference), x, kernel, bias)
-    got = jacobians(projected(layer), x, kernel, bias)
-    for g, e, name in zip(got, expected, ("input", "kernel", "bias"), strict=True):
-        assert np.abs(e).max() > 0, name
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
+    assert_same_gradients(reference, layer, rng.normal(size=shape).astype("float32"), rng)
 
 
 def test_settings_the_sub_pixel_form_does_not_take_fall_back_to_keras():
@@ -104,16 +109,7 @@ def test_a_model_with_it_saves_and_loads(tmp_path):
                                rtol=1e-6, atol=1e-6)
 
 
-def conv_twins(shape, **settings):
-    """Keras' ``Conv2D`` and vaelab's ``PatchConv2D`` on ``shape`` with the same weights."""
-    reference, layer = keras.layers.Conv2D(**settings), PatchConv2D(**settings)
-    reference.build(shape)
-    layer.build(shape)
-    rng = np.random.default_rng(6)
-    weights = [rng.normal(size=w.shape).astype("float32") for w in reference.get_weights()]
-    reference.set_weights(weights)
-    layer.set_weights(weights)
-    return reference, layer
+CONV = (keras.layers.Conv2D, PatchConv2D)
 
 
 @pytest.mark.parametrize("kernel, stride, side, padding", [
@@ -125,36 +121,23 @@ def test_patch_convolution_equals_keras(kernel, stride, side, padding):
     kernel sides, both paddings: outputs, and the gradients for the input, kernel and bias
     of a random projection, equal Keras' to 1e-5."""
     shape = (2, side, side, 3)
-    reference, layer = conv_twins(shape, filters=4, kernel_size=kernel, strides=stride,
-                                  padding=padding, activation="tanh")
+    reference, layer = twins(shape, CONV, filters=4, kernel_size=kernel, strides=stride,
+                             padding=padding, activation="tanh")
     assert layer._by_patches()
     rng = np.random.default_rng(7)
     x = rng.normal(size=shape).astype("float32")
     expected, got = ops.convert_to_numpy(reference(x)), ops.convert_to_numpy(layer(x))
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    kernel_w, bias = (np.asarray(ops.convert_to_numpy(w)) for w in reference.weights)
-    projection = ops.convert_to_tensor(rng.normal(size=expected.shape).astype("float32"))
-
-    def projected(which):
-        def fn(x, kernel_w, bias):
-            out, _ = which.stateless_call([kernel_w, bias], [], x)
-            return ops.sum(out * projection)
-        return fn
-
-    for g, e, name in zip(jacobians(projected(layer), x, kernel_w, bias),
-                          jacobians(projected(reference), x, kernel_w, bias), ("x", "k", "b"),
-                          strict=True):
-        assert np.abs(e).max() > 0, name
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
+    assert_same_gradients(reference, layer, x, rng)
 
 
 def test_patch_convolution_falls_back_where_it_does_not_apply():
     """Dilation and groups: Keras' own computation."""
     x = np.random.default_rng(8).normal(size=(2, 8, 8, 4)).astype("float32")
     for change in (dict(dilation_rate=2), dict(groups=2)):
-        reference, layer = conv_twins(x.shape, filters=2, kernel_size=3, padding="same",
-                                      **change)
+        reference, layer = twins(x.shape, CONV, filters=2, kernel_size=3, padding="same",
+                                 **change)
         assert not layer._by_patches()
         np.testing.assert_allclose(ops.convert_to_numpy(layer(x)),
                                    ops.convert_to_numpy(reference(x)), rtol=1e-6, atol=1e-6)
