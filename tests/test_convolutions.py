@@ -141,3 +141,21 @@ def test_patch_convolution_falls_back_where_it_does_not_apply():
         assert not layer._by_patches()
         np.testing.assert_allclose(ops.convert_to_numpy(layer(x)),
                                    ops.convert_to_numpy(reference(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_of_unknown_image_size_computes_the_same():
+    """Built on images of unknown size, both layers take Keras' shapes while building and
+    compute Keras' values on a concrete batch."""
+    inputs = keras.Input((None, None, 2))
+    h = PatchConv2D(3, 3, strides=2, padding="same", activation="relu")(inputs)
+    outputs = SubPixelConv2DTranspose(2, 3, strides=2, padding="same")(h)
+    model = keras.Model(inputs, outputs)
+    assert tuple(outputs.shape) == (None, None, None, 2)
+    twin = keras.Sequential([keras.Input((None, None, 2)),
+                             keras.layers.Conv2D(3, 3, strides=2, padding="same",
+                                                 activation="relu"),
+                             keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same")])
+    twin.set_weights(model.get_weights())
+    x = np.random.default_rng(9).normal(size=(2, 10, 10, 2)).astype("float32")
+    np.testing.assert_allclose(ops.convert_to_numpy(model(x)), ops.convert_to_numpy(twin(x)),
+                               rtol=1e-5, atol=1e-5)
