@@ -140,6 +140,7 @@ def _down(x, p):
     the end) as its strided patches times the kernel, as vaelab's ``PatchConv2D``."""
     w, b = p  # (3, 3, in, out)
     n, h, wd, c = x.shape
+    assert h % 2 == wd % 2 == 0, "even sides only"
     padded = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
     patches = jnp.concatenate([padded[:, i:i + h - 1:2, j:j + wd - 1:2]
                                for i in range(3) for j in range(3)], -1)

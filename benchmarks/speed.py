@@ -349,7 +349,8 @@ def part_population_members(args) -> dict:
     return results
 
 def part_population(args, family: str = "mlp", sizes=(1, 2, 4, 8)) -> dict:
-    """``population_members`` for N = 1, 2, 4, 8, each in its own process (peak memory)."""
+    """``population_members`` of ``family`` for each N of ``sizes``, each in its own process
+    (peak memory)."""
     results = {}
     for n in sizes:
         done = subprocess.run([sys.executable, __file__, "--part", "population_members",

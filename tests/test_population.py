@@ -18,7 +18,7 @@ from vaelab.training import callbacks, checkpoint, interrupts, population, train
 
 # 650 images at batch 16: 40 full batches in scanned groups of 4, then a short one of 10.
 SMALL = dict(epochs=4, batch_size=16, hidden_dim=16, latent_dim=3, train_size=650, test_size=64)
-RTOL = 1e-4  # per epoch, relative: what the issue asks; measured: bit-identical
+RTOL = 1e-4  # per epoch, relative: the promise; measured: bit-identical
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def test_validation_runs_in_large_batches_that_fit_the_training_batch():
     assert validation_batch_size(TrainConfig()) == 992  # 31 batches of 32
     assert validation_batch_size(TrainConfig(batch_size=256)) == 768
     assert validation_batch_size(TrainConfig(batch_size=2048)) == 2048
-    # The conv model: 64 images where its training batch divides 64, else the same rule.
+    # The conv model: the largest multiple of its batch up to 64 images (batches up to 64).
     conv = functools.partial(TrainConfig, model="conv", hidden_dim=16)
     assert validation_batch_size(conv()) == 64
     assert validation_batch_size(conv(batch_size=48)) == 48

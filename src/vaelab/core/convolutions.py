@@ -3,7 +3,7 @@ same weights, without XLA's slow convolution paths on a CPU.
 
 XLA on a CPU computes ``lax.conv_transpose`` over the input dilated by the stride
 (``lhs_dilation``), and the gradient of that is slow: the conv VAE's two stride-2
-``Conv2DTranspose`` layers took 28.5 and 62.9 ms a batch of 32 forward and backward, 90 %
+``Conv2DTranspose`` layers took 26.7 and 57.8 ms a batch of 32 forward and backward, 96 %
 of the model's convolution time (``benchmarks/conv_layers.py``, ``docs/performance.md``).
 Its gradients of ordinary convolutions, too, run well below the rate it reaches on a
 matrix product of the same arithmetic.
@@ -26,7 +26,8 @@ each class) falls back to Keras' own computation. Everything is ``keras.ops``, s
 backend can run the same code; it does not by default (:func:`matmul_form`): PyTorch's own
 convolutions on a CPU (oneDNN) were faster than these products under Keras' torch backend
 (the conv VAE's epoch 7.2 s against 11.6 s at batch 32), while under JAX these products
-made it 1.4× faster than Keras on torch (``docs/performance.md``).
+made it 1.4× faster than Keras on torch at batch 32, and about as fast at 256
+(``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class PatchConv2D(keras.layers.Conv2D):
 
     The same function of the same weights. XLA's CPU convolution gradients ran slower than
     this matrix product (the conv VAE's second encoder convolution, forward and backward:
-    1.43 against 0.98 ms a batch of 32, 13.3 against 9.4 ms at 256), and under ``jax.vmap``
+    1.04 against 0.77 ms a batch of 32, 11.9 against 7.7 ms at 256), and under ``jax.vmap``
     (a population's members) a convolution becomes a grouped one while a product stays a
     batched product (``docs/performance.md``).
     """

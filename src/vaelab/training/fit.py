@@ -28,7 +28,7 @@ from vaelab.training.callbacks import (CollapseMonitor, KLSchedule, MemberCallba
 from vaelab.training.feeding import Feed
 
 VALIDATION_BATCH = 1000        # images per validation step
-VALIDATION_BATCH_CONV = 64     # the conv model's, where its training batch divides it
+VALIDATION_BATCH_CONV = 64     # the conv model's, for training batches up to 64
 MAX_STEPS_PER_EXECUTION = 128  # training steps per compiled call (JAX scan), at most
 MAX_STEPS_CONV = 8             # the conv model's groups are unrolled: short, to compile fast
 
@@ -221,7 +221,8 @@ def steps_per_execution(n_images: int, config: TrainConfig) -> int:
 def validation_batch_size(config: TrainConfig) -> int:
     """Validation in batches of 1 000 (a multiple of the training batch): the mean losses
     are the same, and 10 evaluation steps cost far less than 313 of 32 images. The conv
-    model validates in batches of 64 where its training batch divides 64: its forward pass
+    model validates in batches of the largest multiple of its training batch up to 64 when
+    that batch is at most 64: its forward pass
     ran twice as fast per image at 64 as at 128 to 1 000 on a 2-core CPU (the activations
     of a batch of 64 stay in the caches; ``docs/performance.md``)."""
     batch = config.batch_size
