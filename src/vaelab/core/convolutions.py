@@ -62,6 +62,21 @@ def _with_zero_taps(kernel):
     return ops.pad(kernel, [(0, 1), (0, 1)] + [(0, 0)] * (len(kernel.shape) - 2))
 
 
+def _valid_conv_by_patches(inputs, kernel, strides):
+    """A "valid" convolution of ``inputs (B, h, w, c)`` with ``kernel (kh, kw, c, f)`` at
+    ``strides``, as the input's strided shifted slices side by side (its patches,
+    ``(B, oh, ow, kh·kw·c)``) times the kernel as one ``(kh·kw·c, f)`` matrix."""
+    kh, kw, channels, filters = kernel.shape
+    (sh, sw), h, w = strides, inputs.shape[1], inputs.shape[2]
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    patches = ops.concatenate(
+        [inputs[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+         for i in range(kh) for j in range(kw)], axis=-1)
+    outputs = ops.matmul(ops.reshape(patches, (-1, kh * kw * channels)),
+                         ops.reshape(kernel, (kh * kw * channels, filters)))
+    return ops.reshape(outputs, (-1, oh, ow, filters))
+
+
 @keras.saving.register_keras_serializable(package="vaelab")
 class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
     """``keras.layers.Conv2DTranspose``, computed as one stride-1 convolution and a
@@ -90,13 +105,8 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
         kernel = ops.transpose(kernel, (1, 3, 5, 0, 2, 4))  # (sh, sw, c, rh, rw, f)
         kernel = ops.reshape(kernel, (span_h, span_w, channels, s * s * f))
         padded = ops.pad(inputs, [(0, 0), (-rmin, rmax), (-cmin, cmax), (0, 0)])
-        # The stride-1 convolution as its patches times the kernel: XLA's CPU convolution
-        # gradients run at a fraction of its matrix-product rate (docs/performance.md).
+        phases = _valid_conv_by_patches(padded, kernel, (1, 1))  # (B, h, w, s·s·f)
         h, w = inputs.shape[1], inputs.shape[2]
-        patches = ops.concatenate([padded[:, dh:dh + h, dw:dw + w, :]
-                                   for dh in range(span_h) for dw in range(span_w)], axis=-1)
-        kernel = ops.reshape(kernel, (span_h * span_w * channels, s * s * f))
-        phases = ops.matmul(ops.reshape(patches, (-1, span_h * span_w * channels)), kernel)
         phases = ops.reshape(phases, (-1, h, w, s, s, f))
         outputs = ops.reshape(ops.transpose(phases, (0, 1, 3, 2, 4, 5)), (-1, h * s, w * s, f))
         if self.use_bias:
@@ -119,9 +129,7 @@ class PatchConv2D(keras.layers.Conv2D):
 
     The same function of the same weights. XLA's CPU convolution gradients ran slower than
     this matrix product (the conv VAE's second encoder convolution, forward and backward:
-    1.04 against 0.77 ms a batch of 32, 11.9 against 7.7 ms at 256), and under ``jax.vmap``
-    (a population's members) a convolution becomes a grouped one while a product stays a
-    batched product (``docs/performance.md``).
+    1.04 against 0.77 ms a batch of 32, 11.9 against 7.7 ms at 256; ``docs/performance.md``).
     """
 
     def _by_patches(self) -> bool:
@@ -131,19 +139,12 @@ class PatchConv2D(keras.layers.Conv2D):
     def call(self, inputs):
         if not (self._by_patches() and matmul_form()):
             return super().call(inputs)
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        h, w, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+        (kh, kw), strides = self.kernel_size, tuple(self.strides)
         if self.padding == "same":
-            rows, cols = _same_padding(h, kh, sh), _same_padding(w, kw, sw)
+            rows = _same_padding(inputs.shape[1], kh, strides[0])
+            cols = _same_padding(inputs.shape[2], kw, strides[1])
             inputs = ops.pad(inputs, [(0, 0), rows, cols, (0, 0)])
-            h, w = h + sum(rows), w + sum(cols)
-        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-        patches = ops.concatenate(
-            [inputs[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
-             for i in range(kh) for j in range(kw)], axis=-1)  # (B, oh, ow, kh·kw·c)
-        kernel = ops.reshape(self.kernel, (kh * kw * channels, self.filters))
-        outputs = ops.matmul(ops.reshape(patches, (-1, kh * kw * channels)), kernel)
-        outputs = ops.reshape(outputs, (-1, oh, ow, self.filters))
+        outputs = _valid_conv_by_patches(inputs, self.kernel, strides)
         if self.use_bias:
             outputs = outputs + self.bias
         return self.activation(outputs)

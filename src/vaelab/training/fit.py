@@ -221,10 +221,10 @@ def steps_per_execution(n_images: int, config: TrainConfig) -> int:
 def validation_batch_size(config: TrainConfig) -> int:
     """Validation in batches of 1 000 (a multiple of the training batch): the mean losses
     are the same, and 10 evaluation steps cost far less than 313 of 32 images. The conv
-    model validates in batches of the largest multiple of its training batch up to 64 when
-    that batch is at most 64: its forward pass
-    ran twice as fast per image at 64 as at 128 to 1 000 on a 2-core CPU (the activations
-    of a batch of 64 stay in the caches; ``docs/performance.md``)."""
+    model, trained in batches of at most 64, validates in batches of the largest multiple
+    of its training batch up to 64: its forward pass ran twice as fast per image at 64 as
+    at 128 to 1 000 on a 2-core CPU (the activations of a batch of 64 stay in the caches;
+    ``docs/performance.md``)."""
     batch = config.batch_size
     if config.model == "conv" and batch <= VALIDATION_BATCH_CONV:
         return VALIDATION_BATCH_CONV - VALIDATION_BATCH_CONV % batch
