@@ -7,7 +7,10 @@ The setting of the paper's table 1 (one stochastic layer): 784-200-200-50 tanh M
 encoder and mirrored decoder, Bernoulli likelihood of logits, training images binarized
 afresh at every use (each epoch), batch 20, Adam (β₁ 0.9, β₂ 0.999, ε 1e-4), learning rate
 1e-3·10^(−i/7) for 3^i passes, i = 0 … 7 (3 280 passes). Models: the VAE (the ELBO, k = 1),
-and the IWAE with k = 5 and k = 50 (``--objective iwae:K``). Each is trained by
+and the IWAE with k = 5 and k = 50 (``--objective iwae:K``); and, by name only, the richer
+latent models in the same setting: ``hvae`` (the paper's two stochastic layers, 100 and 50
+units, 200-200 and 100-100 tanh MLPs), ``vamp`` (the one-layer VAE with a VampPrior of 500
+pseudo-inputs) and ``iaf`` (the one-layer VAE with two IAF steps). Each is trained by
 ``vaelab.training.trainer.train`` (the path of ``vaelab train``) and evaluated by
 ``vaelab.analysis.evaluation.evaluate`` with IWAE k = 5000 on the 10 000 test images (binarized
 once with a fixed seed). ``--passes N`` truncates the schedule to its first N passes (the
@@ -32,30 +35,53 @@ from vaelab.training.trainer import train
 FULL_PASSES = sum(3**i for i in range(8))  # 3 280
 
 # Burda, Grosse and Salakhutdinov 2015, "Importance Weighted Autoencoders", table 1,
-# MNIST, one stochastic layer: test −log p(x) in nats (estimated with k = 5000).
-PUBLISHED = {"vae": 86.76, "iwae5": 85.54, "iwae50": 84.78}
-OBJECTIVES = {"vae": "elbo", "iwae5": "iwae:5", "iwae50": "iwae:50"}
-TITLES = {"vae": "VAE (k = 1)", "iwae5": "IWAE k = 5", "iwae50": "IWAE k = 50"}
+# MNIST: test −log p(x) in nats (estimated with k = 5000); one stochastic layer
+# (784-200-200-50) and two (784-200-200-100-100-100-50, as hvae here).
+# Tomczak and Welling 2018, "VAE with a VampPrior", table 2: 85.57 for their one-layer VAE
+# with a VampPrior (a 2×300 gated MLP, latent 40, 500 pseudo-inputs, warm-up), not this
+# architecture; Burda et al.'s table has no VampPrior or IAF row, so the vamp and iaf
+# rows have no published number in this setting.
+PUBLISHED = {"vae": 86.76, "iwae5": 85.54, "iwae50": 84.78, "hvae": 85.33, "vamp": None,
+             "iaf": None}
+TITLES = {"vae": "VAE (k = 1)", "iwae5": "IWAE k = 5", "iwae50": "IWAE k = 50",
+          "hvae": "2-layer VAE", "vamp": "VAE, VampPrior", "iaf": "VAE, IAF"}
+PSEUDO_INPUTS = 500   # Tomczak and Welling's K for MNIST
+FLOW_STEPS = 2        # IAF steps (each a MADE of two hidden layers of 200)
+
+# Each model's settings beyond Burda et al.'s one-layer ones.
+MODELS = {
+    "vae": {"objective": "elbo"},
+    "iwae5": {"objective": "iwae:5"},
+    "iwae50": {"objective": "iwae:50"},
+    "hvae": {"objective": "elbo", "latent_dim": (100, 50), "hidden_dim": ((200, 200), (100, 100))},
+    "vamp": {"objective": "elbo", "prior": f"vamp:{PSEUDO_INPUTS}"},
+    "iaf": {"objective": "elbo", "posterior": f"iaf:{FLOW_STEPS}"},
+}
+OBJECTIVES = {model: spec["objective"] for model, spec in MODELS.items()}
 
 
 def config_for(model: str, passes: int, seed: int, test_size: int | None) -> TrainConfig:
-    return TrainConfig(epochs=passes, batch_size=20, hidden_dim=(200, 200), activation="tanh",
-                       latent_dim=50, likelihood="bernoulli", objective=OBJECTIVES[model],
-                       lr_schedule="burda", adam_epsilon=1e-4, seed=seed,
-                       test_size=test_size)
+    settings = {"hidden_dim": (200, 200), "latent_dim": 50, **MODELS[model]}
+    return TrainConfig(epochs=passes, batch_size=20, activation="tanh",
+                       likelihood="bernoulli", lr_schedule="burda", adam_epsilon=1e-4,
+                       seed=seed, test_size=test_size, **settings)
 
 
 def command(config: TrainConfig, out: Path) -> str:
-    return (f"vaelab train --epochs {config.epochs} --batch-size 20 --hidden 200,200 "
-            f"--activation tanh --latent-dim 50 --likelihood bernoulli "
-            f"--objective {config.objective} --lr-schedule burda --adam-epsilon 1e-4 "
-            f"--seed {config.seed}" + (f" --test-size {config.test_size}" if config.test_size
-                                       else "") + f" --out {out}")
+    hidden = "/".join(",".join(map(str, g)) for g in config.hidden_groups)
+    extra = "".join(f" --{name} {getattr(config, name)}" for name in ("prior", "posterior")
+                    if getattr(config, name) != TrainConfig.__dataclass_fields__[name].default)
+    return (f"vaelab train --epochs {config.epochs} --batch-size 20 --hidden {hidden} "
+            f"--activation tanh --latent-dim {','.join(map(str, config.latents))} "
+            f"--likelihood bernoulli --objective {config.objective}{extra} --lr-schedule burda "
+            f"--adam-epsilon 1e-4 --seed {config.seed}"
+            + (f" --test-size {config.test_size}" if config.test_size else "") + f" --out {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=list(OBJECTIVES), default=list(OBJECTIVES))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=["vae", "iwae5", "iwae50"])
     parser.add_argument("--passes", type=int, default=FULL_PASSES,
                         help=f"passes over the training set (the full schedule: {FULL_PASSES})")
     parser.add_argument("--k", type=int, default=5000, help="IWAE samples of the evaluation")
@@ -80,7 +106,10 @@ def main() -> None:
                      "iwae_nll": values["iwae_nll"], "iwae_nll_se": values["iwae_nll_se"],
                      "minus_elbo": -values["elbo"], "k": values["k"],
                      "test_images": values["test_images"],
-                     "active_units": values["active_units"], "published": PUBLISHED[model],
+                     "active_units": values["active_units"],
+                     "active_per_layer": [layer["active_units"]
+                                          for layer in values.get("layers", [])],
+                     "latent": sum(config.latents), "published": PUBLISHED[model],
                      "command": command(config, run_dir)})
         if args.json:  # after every model, so a long run leaves what it has
             runs.write_text(args.json, json.dumps({"settings": vars(args), "rows": rows},
@@ -90,8 +119,10 @@ def main() -> None:
           f"{'active':>6} {'published':>9}")
     for r in rows:
         nll = f"{r['iwae_nll']:.2f} ± {r['iwae_nll_se']:.2f}"
+        published = "—" if r["published"] is None else f"{r['published']:.2f}"
+        active = "+".join(map(str, r["active_per_layer"])) or str(r["active_units"])
         print(f"{r['title']:<14} {r['passes']:>6} {r['train_seconds'] / 60:>6.1f} m {nll:>17} "
-              f"{r['minus_elbo']:>8.2f} {r['active_units']:>3}/50 {r['published']:>9.2f}")
+              f"{r['minus_elbo']:>8.2f} {active:>7}/{r['latent']} {published:>9}")
     for r in rows:
         print(f"{r['title']}: {r['command']}")
     print(f"evaluation: IWAE k = {rows[0]['k'] if rows else args.k} on "

@@ -100,7 +100,7 @@ def test_an_mlp_deeper_than_the_bound(tmp_path, capsys):
     """900 hidden layers once ended in a RecursionError traceback inside Keras."""
     out = tmp_path / "out"
     assert cli.main(["train", "--hidden", ",".join(["8"] * 257), "--out", str(out)]) == 2
-    one_line(capsys, "--hidden takes at most 256 widths (hidden layers), received 257")
+    one_line(capsys, "--hidden takes at most 256 widths (hidden layers) per group, received 257")
     assert not out.exists()
 
 
@@ -115,6 +115,52 @@ def test_objective_combinations_without_a_meaning(tmp_path, data_dir, capsys, ex
     out = tmp_path / "out"
     assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--out", str(out),
                      *extra]) == 2
+    one_line(capsys, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--prior", "vamp:0"], "--prior must be standard or vamp:N with N an integer from 1 to "
+                            "10000, received 'vamp:0'"),
+    (["--prior", "vamp:-3"], "received 'vamp:-3'"),
+    (["--prior", "vamp:2.5"], "received 'vamp:2.5'"),
+    (["--prior", "vamp:07"], "received 'vamp:07'"),
+    (["--prior", "vamp:10001"], "received 'vamp:10001'"),
+    (["--prior", "mixture:3"], "received 'mixture:3'"),
+    (["--posterior", "iaf:0"], "--posterior must be gaussian or iaf:N with N an integer from 1 "
+                               "to 64, received 'iaf:0'"),
+    (["--posterior", "iaf:x"], "received 'iaf:x'"),
+    (["--latent-dim", "4,0", "--hidden", "8/8"], "--latent-dim widths must be a positive "
+                                                 "integer, received 0"),
+    (["--latent-dim", "4,-2", "--hidden", "8/8"], "received -2"),
+    (["--latent-dim", "4,2.5"], "--latent-dim: expected a positive integer, or one per "
+                                "stochastic layer separated by commas"),
+    (["--latent-dim", "4,2", "--hidden", "8"], "--hidden 8 has 1 group(s) of widths for the 2 "
+                                               "stochastic layer(s) of --latent-dim 4,2"),
+    (["--latent-dim", "4", "--hidden", "8/8"], "--hidden 8/8 has 2 group(s) of widths for the "
+                                               "1 stochastic layer(s) of --latent-dim 4"),
+    (["--hidden", "8//8"], "--hidden: expected positive integer widths"),
+    (["--latent-dim", "4,2", "--hidden", "8/8", "--prior", "vamp:3"],
+     "--prior vamp:3 has no defined meaning with 2 stochastic layers"),
+    (["--latent-dim", "4,2", "--hidden", "8/8", "--posterior", "iaf:2"],
+     "--posterior iaf:2 has no defined meaning with 2 stochastic layers"),
+    (["--prior", "vamp:3", "--conditional"], "--prior vamp:3 cannot be combined with "
+                                             "--conditional"),
+    (["--prior", "vamp:3", "--free-bits", "0.5"], "--prior vamp:3 cannot be combined with "
+                                                  "--free-bits"),
+    (["--posterior", "iaf:1", "--free-bits", "0.5"], "--posterior iaf:1 cannot be combined "
+                                                     "with --free-bits"),
+])
+def test_latent_models_that_do_not_fit(tmp_path, data_dir, capsys, extra, message):
+    """Layer lists that do not fit, counts out of range, combinations without a meaning."""
+    out = tmp_path / "out"
+    base = [a for a in TINY if a not in ("--hidden-dim", "8")] if "--hidden" in extra else TINY
+    args = ["train", *base, "--data-dir", str(data_dir), "--out", str(out), *extra]
+    try:
+        status = cli.main(args)
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    assert status == 2
     one_line(capsys, message)
     assert not out.exists()
 

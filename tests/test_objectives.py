@@ -139,7 +139,7 @@ def test_iwae_1_matches_the_closed_form_elbo_in_expectation():
     xs, ms, vs = (np.repeat(a, draws, 0) for a in (x, mean, log_var))
     gaussian = likelihoods.get("gaussian")
     variance = gaussian.variance(pixels, scale)
-    _, log_px, log_ratio = objectives.log_weights(
+    _, log_px, (log_ratio,) = objectives.log_weights(
         lambda rows: ops.matmul(rows, kernel) + bias, gaussian, variance, xs, ms, vs, eps)
     per_draw = scale * (-to_np(log_px)[:, 0] - gaussian.log_normalizer(pixels, variance)) \
         - scale * to_np(log_ratio)[:, 0]
@@ -158,7 +158,7 @@ def test_iwae_terms_add_up_and_the_gain_is_never_negative():
     log_px = rng.normal(-50, 5, (6, 7)).astype(np.float32)
     log_ratio = rng.normal(-3, 2, (6, 7)).astype(np.float32)
     terms = {name: float(to_np(v)) for name, v in objectives.iwae_terms(
-        log_px + log_ratio, log_px, log_ratio, 0.25, 10.0).items()}
+        log_px + log_ratio, log_px, [log_ratio], 0.25, 10.0).items()}
     log_w = log_px.astype(np.float64) + log_ratio
     bound = np.mean(np.logaddexp.reduce(log_w, axis=1) - math.log(7))
     assert terms["iwae_bound"] == pytest.approx(bound, rel=1e-5)
@@ -170,7 +170,7 @@ def test_iwae_terms_add_up_and_the_gain_is_never_negative():
 
 def test_iwae_log_sum_exp_is_stable_for_large_weights():
     log_w = np.array([[-1e4, -1e4 + 1.0], [800.0, 799.0]], np.float32)
-    terms = objectives.iwae_terms(log_w, log_w, np.zeros_like(log_w), 1.0, 0.0)
+    terms = objectives.iwae_terms(log_w, log_w, [np.zeros_like(log_w)], 1.0, 0.0)
     expected = np.mean([np.logaddexp(-1e4, -1e4 + 1) - math.log(2),
                         np.logaddexp(800, 799) - math.log(2)])
     assert np.isfinite(float(to_np(terms["loss"])))

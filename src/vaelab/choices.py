@@ -34,4 +34,7 @@ MAX_EPOCHS = 100_000            # `train --epochs`: Burda et al.'s longest sched
 MAX_PLAN_SEEDS = 1000          # `vaelab lab|ablate --seeds`: 1000 seeds are 4000 or 5000 runs
 MAX_HIDDEN_LAYERS = 256        # `--hidden` widths: a deeper MLP takes minutes to build, and
                                # past about 900 layers Keras' graph code exceeds Python's stack
+MAX_LATENT_LAYERS = 16         # `--latent-dim` widths: stochastic layers (Burda et al. used 2)
+MAX_PSEUDO_INPUTS = 10_000     # `--prior vamp:K`: K·D weights (31 MB for MNIST), K·L per step
+MAX_FLOW_STEPS = 64            # `--posterior iaf:STEPS`: Kingma et al. used up to 8
 MAX_SEED = 2**32 - 1          # seeds are 32-bit (NumPy's and Keras' generators)

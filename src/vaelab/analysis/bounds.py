@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from vaelab.analysis.metrics import kl_elementwise
-from vaelab.core import likelihoods, objectives
+from vaelab.core import latents, likelihoods, objectives
 from vaelab.core.models.vae import one_hot
 
 
@@ -42,6 +42,11 @@ def _encode(vae, x, batch_size: int, labels=None):
     return mean.astype(np.float64), log_var.astype(np.float64)
 
 
+def noise_width(vae) -> int:
+    """Standard normal draws one posterior sample of ``vae`` needs (every layer's)."""
+    return latents.noise_width(vae.sampling, int(vae.encoder.outputs[0].shape[-1]))
+
+
 def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
     se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
     return float(values.mean()), float(se)
@@ -53,10 +58,21 @@ def elbo(vae, x: np.ndarray, likelihood="gaussian", variance: float = 0.5,
     """ELBO = E_q[log p(x|z)] − KL(q(z|x) || N(0, I)) in nats per image: ``(mean, standard error)``.
 
     The expectation uses ``samples`` draws per image, the KL its closed form. A conditional
-    VAE needs ``labels`` (one per image).
+    VAE needs ``labels`` (one per image). A richer latent model
+    (:class:`~vaelab.core.latents.LatentStack`) has no closed-form KL: its ELBO is the mean
+    log importance weight of the ``samples`` draws.
     """
     rng = np.random.default_rng(seed)
     labels = _labels(vae, labels, len(x))
+    if isinstance(vae.sampling, latents.LatentStack):
+        model = _log_weight_model(vae, likelihood, variance)
+        per_image = []
+        for start in range(0, len(x), batch_size):
+            xb = np.asarray(x[start:start + batch_size], np.float64)
+            lb = None if labels is None else labels[start:start + batch_size]
+            chunks = list(iwae_log_weights_chunks(model, vae, xb, samples, rng, 10_000, lb))
+            per_image.append(np.concatenate(chunks).mean(axis=0))
+        return _mean_and_se(np.concatenate(per_image))
     per_image = []
     for start in range(0, len(x), batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float64)
@@ -119,12 +135,14 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
                     initializer=keras.initializers.Constant((kernel @ kernel.T).astype(np.float32)))
 
         def call(self, x, mean, log_var, eps, label=None):
+            prior = vae.model.prior_components()
             if self.last is None:
                 return objectives.log_weights(self.decoder, likelihood, variance, x, mean,
-                                              log_var, eps, label)[0]
-            b, s, latent = ops.shape(eps)
-            z = ops.expand_dims(mean, 1) + ops.exp(0.5 * ops.expand_dims(log_var, 1)) * eps
-            h = ops.reshape(z, (b * s, latent))                                 # (B·S, L)
+                                              log_var, eps, label, vae.sampling, prior)[0]
+            b, s = ops.shape(eps)[:2]
+            z, layers = latents.transform(vae.sampling, ops.expand_dims(mean, 1),
+                                          ops.expand_dims(log_var, 1), eps, prior)
+            h = ops.reshape(z, (b * s, ops.shape(z)[-1]))                       # (B·S, L)
             for layer in self.body:
                 h = layer(h)                                                    # (B·S, H)
             kernel = ops.convert_to_tensor(self.last.kernel)                    # (H, D)
@@ -135,18 +153,16 @@ def _log_weight_model(vae, likelihood, variance: float, expand_square: bool = Tr
             square = (ops.expand_dims(ops.sum(ops.square(r), -1), 1) - 2 * cross
                       + ops.reshape(quadratic, (b, s)))                         # ‖r − hW‖²
             log_px = -0.5 * square / variance - likelihood.log_normalizer(d, variance)
-            log_pz, log_qz = objectives.log_prior_and_posterior(
-                z, ops.expand_dims(log_var, 1), eps)
-            return log_px + log_pz - log_qz
+            return log_px + objectives.sum_layers([log_p - log_q for log_p, log_q in layers])
 
         def compute_output_shape(self, x_shape, mean_shape, log_var_shape, eps_shape,
                                  label_shape=None):
             return tuple(eps_shape[:2])
 
     d = vae.decoder.outputs[0].shape[-1]
-    latent = vae.decoder.inputs[0].shape[-1]
+    latent = vae.encoder.outputs[0].shape[-1]
     inputs = [keras.Input((d,)), keras.Input((latent,)), keras.Input((latent,)),
-              keras.Input((None, latent))]
+              keras.Input((None, noise_width(vae)))]
     if vae.classes:
         inputs.append(keras.Input((vae.classes,)))
     return keras.Model(inputs, LogWeights()(*inputs))
@@ -165,8 +181,10 @@ def iwae_log_weights_chunks(model, vae, x, k, rng, max_rows, labels=None):
     per_chunk = max(1, max_rows // len(x))
     sizes = [min(per_chunk, k - done) for done in range(0, k, per_chunk)]
 
+    width = noise_width(vae)
+
     def draw(size):
-        return rng.standard_normal((len(x), size, mean.shape[1]), dtype=np.float32)  # (B, size, L)
+        return rng.standard_normal((len(x), size, width), dtype=np.float32)  # (B, size, W)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         upcoming = pool.submit(draw, sizes[0])

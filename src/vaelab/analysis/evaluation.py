@@ -21,8 +21,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from vaelab.analysis import bounds, metrics
+from vaelab.analysis import bounds, layers, metrics
 from vaelab.core.config import TrainConfig, UsageError
+from vaelab.core.latents import LatentStack
 from vaelab.store import runs
 
 
@@ -38,14 +39,24 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
     means, log_vars = vae.encode(dataset.x_test, labels=labels)
     recons = vae.to_pixels(vae.decode(means, labels=labels))
     n_active = metrics.active_units(means)
+    kl = float(metrics.kl_per_dimension(means, log_vars).sum())
+    per_layer = None
+    if isinstance(vae.sampling, LatentStack):
+        per_layer = layers.layer_statistics(vae, dataset.x_test, samples=LAYER_SAMPLES,
+                                            labels=labels)
+        n_active = sum(layer["active_units"] for layer in per_layer)
+        kl = sum(layer["kl"] for layer in per_layer)
+        recons = vae.to_pixels(vae.decode(per_layer[0]["means"], labels=labels))
     std = metrics.output_std(recons)
     values = {
         "test_mse": float(np.mean(np.square(recons - dataset.x_test))),
-        "test_kl": float(metrics.kl_per_dimension(means, log_vars).sum()),
+        "test_kl": kl,
         "active_units": n_active,
         "output_std": std,
         "collapsed": metrics.is_collapsed(n_active, std),
     }
+    if per_layer is not None:
+        values["layers"] = _layer_values(per_layer)
     lab = slice(lab_image, lab_image + 1)
     lab_labels = dataset.y_train[lab] if vae.classes else None
     lab_mean, _ = vae.encode(dataset.x_train[lab], labels=lab_labels)
@@ -54,6 +65,13 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
     return values, arrays
 
 
+def _layer_values(per_layer: list[dict]) -> list[dict]:
+    """What ``metrics.json`` and ``evaluation.json`` keep of :func:`layers.layer_statistics`."""
+    return [{key: layer[key] for key in ("latent", "active_units", "kl", "kl_per_dimension")}
+            for layer in per_layer]
+
+
+LAYER_SAMPLES = 100       # draws per image behind each layer's posterior means and KL
 MAX_K = 5000              # importance samples per image without --force
 SECONDS_PER_IMAGE = 0.025  # measured at k = 5000 for the lab's model on a 2-core CPU
 
@@ -100,6 +118,16 @@ def _evaluate(run_dir: Path, config: TrainConfig, k: int, data_dir: str | None, 
     labels = dataset.y_test if vae.classes else None
     means, log_vars = vae.encode(x, labels=labels)
     kl_dims = metrics.kl_per_dimension(means, log_vars)
+    active = metrics.active_units(means)
+    mutual_information = metrics.mutual_information(vae.encoder, vae.with_labels(x, labels),
+                                                    seed=seed)
+    per_layer = None
+    if isinstance(vae.sampling, LatentStack):
+        per_layer = layers.layer_statistics(vae, x, samples=LAYER_SAMPLES, seed=seed,
+                                            labels=labels)
+        active = sum(layer["active_units"] for layer in per_layer)
+        if vae.sampling.flow_steps:  # the encoder's Gaussian is not the flow's posterior
+            mutual_information = None
     elbo, elbo_se = bounds.elbo(vae, x, likelihood, variance, seed=seed, labels=labels)
     bar = keras.utils.Progbar(len(x), unit_name="image") if verbose else None
     if verbose:
@@ -114,16 +142,20 @@ def _evaluate(run_dir: Path, config: TrainConfig, k: int, data_dir: str | None, 
         "data": full.identity,
         "elbo": elbo, "elbo_se": elbo_se,
         "iwae_nll": nll, "iwae_nll_se": nll_se, "k": used,
-        "kl": float(kl_dims.sum()),
-        "kl_per_dimension": [float(v) for v in kl_dims],
-        "active_units": metrics.active_units(means),
-        "mutual_information": metrics.mutual_information(
-            vae.encoder, vae.with_labels(x, labels), seed=seed),
+        "kl": (float(kl_dims.sum()) if per_layer is None
+               else sum(layer["kl"] for layer in per_layer)),
+        "kl_per_dimension": ([float(v) for v in kl_dims] if per_layer is None
+                             else per_layer[0]["kl_per_dimension"]),
+        "active_units": active,
+        "mutual_information": mutual_information,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if per_layer is not None:
+        values["layers"] = _layer_values(per_layer)
+        values["layer_samples"] = LAYER_SAMPLES
     runs.write_json(run_dir / "evaluation.json", values)
     if verbose:
         print(f"{run_dir}: ELBO {elbo:.2f} ± {elbo_se:.2f}, IWAE NLL {nll:.2f} ± {nll_se:.2f} "
-              f"nats (k={used}), KL {values['kl']:.2f}, {values['active_units']} active units, "
-              f"MI {values['mutual_information']:.3f} nats")
+              f"nats (k={used}), KL {values['kl']:.2f}, {values['active_units']} active units"
+              + ("" if mutual_information is None else f", MI {mutual_information:.3f} nats"))
     return values

@@ -20,8 +20,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab.analysis import metrics
+from vaelab.analysis import layers, metrics
 from vaelab.core.config import ACTIVATIONS, UsageError
+from vaelab.core.latents import LatentStack
 from vaelab.paths import RESOURCES
 from vaelab.store import runs
 
@@ -91,8 +92,43 @@ def model_spec(vae) -> dict:
     if len(encoder) < 2 or any(spec["type"] != "dense" for spec in encoder[-2:]):
         raise UsageError("the explorer runs encoders that end in two dense heads "
                          "(mean and log-variance)")
-    return {"likelihood": vae.likelihood.name, "classes": vae.classes, "encoder": encoder[:-2],
-            "mean": encoder[-2], "log_var": encoder[-1], "decoder": _chain(vae.decoder)}
+    trunk, mean, log_var, decoder = encoder[:-2], encoder[-2], encoder[-1], _chain(vae.decoder)
+    sampling = vae.sampling
+    if isinstance(sampling, LatentStack) and sampling.upper:
+        # The sliders are the top layer's: the encoder goes on through each upper posterior's
+        # mean, the decoder starts with each lower prior's mean (no noise on the way).
+        for hidden, (mean_head, log_var_head) in sampling.up_nets:
+            trunk = [*trunk, mean, *map(_layer, hidden)]
+            mean, log_var = _layer(mean_head), _layer(log_var_head)
+        for hidden, (mean_head, _) in sampling.down_nets:
+            decoder = [*map(_layer, hidden), _layer(mean_head), *decoder]
+    return {"likelihood": vae.likelihood.name, "classes": vae.classes, "encoder": trunk,
+            "mean": mean, "log_var": log_var, "decoder": decoder}
+
+
+def _notes_and_prior(vae) -> tuple[str, dict | None]:
+    """The page's line on what it shows of a richer latent model, and a VampPrior's
+    components for its "sample from the prior" button."""
+    sampling = vae.sampling
+    if not isinstance(sampling, LatentStack):
+        return "", None
+    if sampling.upper:
+        return (f"{sampling.layer_count} stochastic layers: the sliders move the top layer "
+                f"(z{sampling.layer_count}, {sampling.top_dim} dimensions); each image decodes "
+                f"the prior's mean path down to z1, without the lower layers' noise; a drawn "
+                f"digit is placed by the posterior means up the layers."), None
+    note = ("A flow or a mixture prior has no KL per dimension: each slider's KL is the "
+            "encoder's Gaussian against N(0, I). ")
+    if sampling.flow_steps:
+        note = (f"IAF posterior ({sampling.flow_steps} steps): a drawn digit and the map use "
+                f"the encoder's Gaussian mean before the flow. ")
+    if not sampling.components:
+        return note + "The prior is N(0, I).", None
+    means, log_vars = (np.asarray(ops.convert_to_numpy(v), np.float64)
+                       for v in vae.model.prior_components())
+    return (note + f"VampPrior: 'Sample from the prior' draws from the mixture of the "
+                   f"{sampling.components} pseudo-inputs' posteriors; the sliders span ±3."), {
+        "means": _b64(means), "log_vars": _b64(log_vars), "components": int(means.shape[0])}
 
 
 def explorer_data(vae, x_test, y_test, image_shape, encoded=None) -> dict:
@@ -104,6 +140,11 @@ def explorer_data(vae, x_test, y_test, image_shape, encoded=None) -> dict:
     means, log_vars = encoded if encoded is not None else vae.encode(x_test, labels=labels)
     means, log_vars = np.asarray(means, np.float64), np.asarray(log_vars, np.float64)
     kl = metrics.kl_per_dimension(means, log_vars)
+    note, prior = _notes_and_prior(vae)
+    if isinstance(vae.sampling, LatentStack) and vae.sampling.upper:
+        top = layers.layer_statistics(vae, x_test, labels=labels)[-1]
+        means, kl = top["means"], np.asarray(top["kl_per_dimension"])
+
     center, components = metrics.principal_axes(means)
     projected = (means[:MAP_POINTS] - center) @ components.T
     images = np.round(np.asarray(x_test[:INTERPOLATION]) * 255).astype(np.uint8)
@@ -120,6 +161,8 @@ def explorer_data(vae, x_test, y_test, image_shape, encoded=None) -> dict:
         "images": [base64.b64encode(image.tobytes()).decode("ascii") for image in images],
         "image_labels": [int(v) for v in np.asarray(y_test)[:INTERPOLATION]],
         "side": int(image_shape[0]),
+        "note": note,
+        "prior": prior,
     }
 
 

@@ -164,16 +164,18 @@ def annealing_curves(histories, labels, path) -> None:
 
 
 def prior_samples(vae, seed: int, n: int = SAMPLES, label: int | None = None):
-    """``(images, columns)``: decodings of ``z ~ N(0, I)``. A conditional VAE without a
-    ``label`` gets one row per class (the same z in every row), else all of ``label``."""
+    """``(images, columns)``: decodings of draws from the prior (``z ~ N(0, I)``; top-down
+    through a hierarchy; a VampPrior's mixture: :meth:`VAE.prior_draws`). A conditional
+    VAE without a ``label`` gets one row per class (the same z in every row), else all of
+    ``label``."""
     rng = np.random.default_rng(seed)
     if not vae.classes:
-        return vae.to_pixels(vae.decode(rng.standard_normal((n, vae.latent_dim)))), 8
+        return vae.to_pixels(vae.decode(vae.prior_draws(n, rng))), 8
     if label is not None:
-        z = rng.standard_normal((n, vae.latent_dim))
+        z = vae.prior_draws(n, rng)
         return vae.to_pixels(vae.decode(z, labels=np.full(n, label))), 8
     per_row = max(1, min(10, n // vae.classes)) if n >= vae.classes else 1
-    z = np.tile(rng.standard_normal((per_row, vae.latent_dim)), (vae.classes, 1))
+    z = np.tile(vae.prior_draws(per_row, rng), (vae.classes, 1))
     labels = np.repeat(np.arange(vae.classes), per_row)
     return vae.to_pixels(vae.decode(z, labels=labels)), per_row
 

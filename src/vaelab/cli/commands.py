@@ -59,7 +59,7 @@ def _default_out(prefix: str = "runs") -> str:
     return f"{prefix}/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "activation", "latent_dim", "kl_scale",
+TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "activation", "latent_dim", "prior", "posterior", "kl_scale",
                  "beta", "free_bits", "objective", "likelihood", "dataset", "anneal",
                  "schedule", "learning_rate", "lr_schedule", "adam_epsilon", "seed", "data_dir", "train_size", "test_size",
                  "distribute")

@@ -48,17 +48,29 @@ def _path(text: str) -> str:
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    """``--hidden 512`` or ``--hidden 200,200``: positive integer widths, comma separated."""
-    parts = text.split(",")
+    """``--hidden 512`` or ``--hidden 200,200``: positive integer widths, comma separated;
+    ``200,200/100,100``: one group per stochastic layer, separated by '/'."""
     try:
-        widths = tuple(int(p) for p in parts)
+        groups = tuple(tuple(int(p) for p in group.split(",")) for group in text.split("/"))
     except ValueError:
-        widths = ()
-    if not text.strip() or not widths or any(w <= 0 for w in widths):
+        groups = ()
+    if not text.strip() or not groups or any(w <= 0 for g in groups for w in g):
         raise argparse.ArgumentTypeError(
-            f"expected positive integer widths separated by commas (e.g. 512 or 200,200), "
-            f"received {text!r}")
-    return widths
+            f"expected positive integer widths separated by commas (e.g. 512 or 200,200), and "
+            f"one group per stochastic layer separated by '/' (200,200/100,100), received "
+            f"{text!r}")
+    return groups[0] if len(groups) == 1 else groups
+
+
+def _latents(text: str) -> int | tuple[int, ...]:
+    """``--latent-dim 32`` or ``100,50`` (one width per stochastic layer, bottom-up)."""
+    try:
+        widths = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, or one per stochastic layer separated by commas "
+            f"(e.g. 32 or 100,50), received {text!r}") from None
+    return widths[0] if len(widths) == 1 else widths
 
 
 class _Parser(argparse.ArgumentParser):
@@ -163,18 +175,27 @@ def _train(commands) -> None:
     train.add_argument("--conditional", action="store_const", const=True,
                        help="a conditional VAE: the one-hot class label goes to the encoder "
                             "and the decoder")
-    train.add_argument("--hidden", type=_widths, metavar="W[,W…]",
+    train.add_argument("--hidden", type=_widths, metavar="W[,W…][/W[,W…]…]",
                        help=f"hidden widths of the MLP encoder, mirrored in the decoder "
                             f"(default 512; 200,200 is two hidden layers; at most "
-                            f"{choices.MAX_HIDDEN_LAYERS} widths)")
+                            f"{choices.MAX_HIDDEN_LAYERS} widths); with several stochastic "
+                            f"layers one group per layer, bottom-up, separated by '/'")
     train.add_argument("--hidden-dim", type=_int, metavar="W",
                        help="one hidden width, 1 or more (same as --hidden W)")
     train.add_argument("--activation", choices=choices.ACTIVATIONS, metavar="NAME",
                        help="of the hidden layers, a Keras activation (default relu): "
                             + ", ".join(choices.ACTIVATIONS))
-    train.add_argument("--latent-dim", type=_int, metavar="N",
-                       help="dimensions of z, 1 or more (default 32; widths and depth are "
-                            "checked against this machine's memory)")
+    train.add_argument("--latent-dim", type=_latents, metavar="N[,N…]",
+                       help="dimensions of z, 1 or more (default 32); a list is one width per "
+                            "stochastic layer, bottom-up: 100,50 is Burda et al.'s two-layer "
+                            "model (then --hidden needs one group of widths per layer, e.g. "
+                            "200,200/100,100)")
+    train.add_argument("--prior", metavar="standard|vamp:K",
+                       help="the prior of z: standard (N(0, I), default) or vamp:K, the "
+                            "VampPrior of K learned pseudo-inputs (Tomczak & Welling)")
+    train.add_argument("--posterior", metavar="gaussian|iaf:STEPS",
+                       help="the posterior of z: gaussian (diagonal, default) or iaf:STEPS "
+                            "inverse autoregressive flow steps on it (Kingma et al.)")
     train.add_argument("--kl-scale",
                        help="multiplies the KL; a positive fraction or number (default 1/784 for the "
                             "gaussian likelihood, 1 for bernoulli; 1 = unscaled)")

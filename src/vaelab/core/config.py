@@ -10,7 +10,8 @@ import dataclasses
 import math
 from fractions import Fraction
 
-from vaelab.choices import ACTIVATIONS, MAX_EPOCHS, MAX_HIDDEN_LAYERS, MAX_SEED, MODELS
+from vaelab.choices import (ACTIVATIONS, MAX_EPOCHS, MAX_FLOW_STEPS, MAX_HIDDEN_LAYERS,
+                            MAX_LATENT_LAYERS, MAX_PSEUDO_INPUTS, MAX_SEED, MODELS)
 from vaelab.core import likelihoods, objectives, schedules
 from vaelab.data.sources import DATASETS
 
@@ -45,6 +46,20 @@ def parse_kl_scale(text) -> float:
     return value
 
 
+def latent_spec(option: str, text, plain: str, kind: str, most: int) -> int:
+    """``plain`` → 0, ``"KIND:N"`` with 1 ≤ N ≤ ``most`` → N; else ``ValueError`` naming the
+    option and the forms (``--prior vamp:500``, ``--posterior iaf:2``)."""
+    expected = (f"{option} must be {plain} or {kind}:N with N an integer from 1 to {most}, "
+                f"received {text!r}")
+    if text == plain:
+        return 0
+    name, _, count = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if (name != kind or not (count.isascii() and count.isdecimal()) or count != str(int(count))
+            or not 1 <= int(count) <= most):
+        raise ValueError(expected)
+    return int(count)
+
+
 def format_scale(value: float) -> str:
     """``1/784`` rather than 0.001276 when the scale is the reciprocal of an integer."""
     inverse = 1.0 / value
@@ -77,9 +92,13 @@ class TrainConfig:
     model: str = "mlp"              # the encoder/decoder family: "mlp" (the lab's) or "conv"
     conditional: bool = False       # feed the one-hot class label to the encoder and decoder
     classes: int | None = None      # classes of a conditional run's labels (set from the data)
-    hidden_dim: int | tuple[int, ...] = 512  # hidden width(s) of the encoder; the decoder mirrors
+    hidden_dim: int | tuple = 512   # hidden width(s) of the encoder; the decoder mirrors; with
+                                    # several stochastic layers one tuple of widths per layer
     activation: str = "relu"        # of the hidden layers: a Keras activation name (ACTIVATIONS)
-    latent_dim: int = 32            # dimensions of z
+    latent_dim: int | tuple[int, ...] = 32  # dimensions of z; a tuple: of each stochastic
+                                    # layer, bottom-up (Burda et al.'s (100, 50))
+    prior: str = "standard"         # "standard" N(0, I) or "vamp:K" (Tomczak & Welling's VampPrior)
+    posterior: str = "gaussian"     # "gaussian" (diagonal) or "iaf:STEPS" (Kingma et al.'s IAF)
     kl_scale: float | None = None   # multiplies the KL; None: the likelihood's natural scale,
                                     # 1/pixels (gaussian: 1/784 for MNIST), 1 (bernoulli)
     beta: float = 1.0               # the KL term times β on top of kl_scale (β-VAE)
@@ -103,22 +122,11 @@ class TrainConfig:
     test_binarization_seed: int = 0  # bernoulli: the test set is binarized once, with this seed
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "latent_dim", "heldout_size"):
+        for name in ("epochs", "batch_size", "heldout_size"):
             _positive_int(name.replace("_", "-"), getattr(self, name))
         if self.epochs > MAX_EPOCHS:
             raise UsageError(f"epochs must be at most {MAX_EPOCHS}, received {self.epochs}")
-        hidden = self.hidden_dim
-        if isinstance(hidden, (list, tuple)):
-            if not hidden:
-                raise UsageError("--hidden needs at least one width, e.g. 512 or 200,200")
-            for width in hidden:
-                _positive_int("--hidden widths", width)
-            if len(hidden) > MAX_HIDDEN_LAYERS:
-                raise UsageError(f"--hidden takes at most {MAX_HIDDEN_LAYERS} widths (hidden "
-                                 f"layers), received {len(hidden)}")
-            object.__setattr__(self, "hidden_dim", hidden[0] if len(hidden) == 1 else tuple(hidden))
-        else:
-            _positive_int("hidden-dim", hidden)
+        self._check_latent_and_hidden()
         if self.model not in MODELS:
             raise UsageError(f"model must be one of {', '.join(MODELS)}, received {self.model!r}")
         if self.activation not in ACTIVATIONS:
@@ -169,6 +177,104 @@ class TrainConfig:
             raise UsageError(str(exc)) from None
         if isinstance(objective, objectives.IWAE):
             self._check_iwae()
+        self._check_latent_model()
+
+    def _check_latent_and_hidden(self) -> None:
+        """``latent_dim``: one width or one per stochastic layer; ``hidden_dim``: the widths
+        of one MLP, or (several layers) one group of widths per layer."""
+        latent = self.latent_dim
+        if isinstance(latent, (list, tuple)):
+            if not latent:
+                raise UsageError("--latent-dim needs at least one width, e.g. 32 or 100,50")
+            for width in latent:
+                _positive_int("--latent-dim widths", width)
+            if len(latent) > MAX_LATENT_LAYERS:
+                raise UsageError(f"--latent-dim takes at most {MAX_LATENT_LAYERS} widths "
+                                 f"(stochastic layers), received {len(latent)}")
+            latent = latent[0] if len(latent) == 1 else tuple(latent)
+            object.__setattr__(self, "latent_dim", latent)
+        else:
+            _positive_int("latent-dim", latent)
+        hidden = self.hidden_dim
+        groups = ([tuple(g) if isinstance(g, (list, tuple)) else g for g in hidden]
+                  if isinstance(hidden, (list, tuple)) else [hidden])
+        nested = any(isinstance(g, tuple) for g in groups)
+        if nested and not all(isinstance(g, tuple) for g in groups):
+            raise UsageError(f"--hidden must be widths, or one group of widths per stochastic "
+                             f"layer, received {hidden!r}")
+        groups = groups if nested else [tuple(groups)]
+        for group in groups:
+            if not group:
+                raise UsageError("--hidden needs at least one width, e.g. 512 or 200,200")
+            for width in group:
+                _positive_int("--hidden widths", width)
+            if len(group) > MAX_HIDDEN_LAYERS:
+                raise UsageError(f"--hidden takes at most {MAX_HIDDEN_LAYERS} widths (hidden "
+                                 f"layers) per group, received {len(group)}")
+        layers = len(self.latents)
+        if len(groups) != layers:
+            spelled = "/".join(",".join(map(str, g)) for g in groups)
+            raise UsageError(
+                f"--hidden {spelled} has {len(groups)} group(s) of widths for the {layers} "
+                f"stochastic layer(s) of --latent-dim {','.join(map(str, self.latents))}; give "
+                f"one group per layer, separated by '/', e.g. --latent-dim 100,50 --hidden "
+                f"200,200/100,100")
+        if layers > 1:
+            object.__setattr__(self, "hidden_dim", tuple(groups))
+        else:
+            group = groups[0]
+            object.__setattr__(self, "hidden_dim", group[0] if len(group) == 1 else group)
+
+    def _check_latent_model(self) -> None:
+        """The prior and posterior: their spelling, then the combinations with a meaning."""
+        try:
+            components = latent_spec("--prior", self.prior, "standard", "vamp",
+                                     MAX_PSEUDO_INPUTS)
+            steps = latent_spec("--posterior", self.posterior, "gaussian", "iaf", MAX_FLOW_STEPS)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        layers = len(self.latents)
+        if components and layers > 1:
+            raise UsageError(
+                f"--prior {self.prior} has no defined meaning with {layers} stochastic layers: "
+                f"the VampPrior mixes the posteriors q(z|u) of pseudo-inputs, and the upper "
+                f"layers' q(z_2|u) is a mixture over z_1 with no closed form")
+        if steps and layers > 1:
+            raise UsageError(
+                f"--posterior {self.posterior} has no defined meaning with {layers} stochastic "
+                f"layers here: the flow acts on a one-layer posterior (Kingma et al.'s "
+                f"hierarchies are ladder models, not Burda et al.'s bottom-up one)")
+        if components and self.conditional:
+            raise UsageError(
+                f"--prior {self.prior} cannot be combined with --conditional: the pseudo-inputs "
+                f"have no labels, and a conditional VAE's prior is the standard normal")
+        if (components or steps) and self.free_bits:
+            which = f"--prior {self.prior}" if components else f"--posterior {self.posterior}"
+            raise UsageError(
+                f"{which} cannot be combined with --free-bits: free bits act on a KL per "
+                f"dimension, and a {'mixture prior' if components else 'flow'} has none")
+
+    @property
+    def latents(self) -> tuple[int, ...]:
+        """Each stochastic layer's dimensions, bottom-up."""
+        return self.latent_dim if isinstance(self.latent_dim, tuple) else (self.latent_dim,)
+
+    @property
+    def hidden_groups(self) -> tuple[tuple[int, ...], ...]:
+        """One tuple of hidden widths per stochastic layer, bottom-up."""
+        if len(self.latents) > 1:
+            return self.hidden_dim
+        return (self.hidden,)
+
+    @property
+    def pseudo_inputs(self) -> int:
+        """The VampPrior's K (0: the standard normal prior)."""
+        return latent_spec("--prior", self.prior, "standard", "vamp", MAX_PSEUDO_INPUTS)
+
+    @property
+    def flow_steps(self) -> int:
+        """IAF steps on the posterior (0: a diagonal Gaussian)."""
+        return latent_spec("--posterior", self.posterior, "gaussian", "iaf", MAX_FLOW_STEPS)
 
     def _check_iwae(self) -> None:
         """Refuse what has no defined meaning with the importance-weighted objective."""
@@ -231,7 +337,10 @@ class TrainConfig:
 
     @property
     def hidden(self) -> tuple[int, ...]:
-        """The hidden widths as a tuple (``hidden_dim`` may be one int)."""
+        """The hidden widths of the first stochastic layer's encoder (and the decoder) as a
+        tuple (``hidden_dim`` may be one int)."""
+        if isinstance(self.hidden_dim, tuple) and isinstance(self.hidden_dim[0], tuple):
+            return self.hidden_dim[0]
         return self.hidden_dim if isinstance(self.hidden_dim, tuple) else (self.hidden_dim,)
 
     @classmethod

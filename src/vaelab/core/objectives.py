@@ -28,6 +28,7 @@ import math
 
 from keras import ops
 
+from vaelab.core import latents
 from vaelab.core.likelihoods import LOG_2PI
 
 
@@ -77,39 +78,59 @@ def log_prior_and_posterior(z, log_var, eps):
     return log_pz, log_qz
 
 
-def log_weights(decode, likelihood, variance, x, mean, log_var, eps, label=None):
-    """``log w = log p(x|z) + log p(z) − log q(z|x)`` for each draw: ``(B, K)``, and its two parts.
+def log_weights(decode, likelihood, variance, x, mean, log_var, eps, label=None,
+                sampling=None, prior=None):
+    """``log w = log p(x|z) + log p(z) − log q(z|x)`` for each draw: ``(B, K)``, and its parts.
 
     Args:
         decode: ``rows -> decoded (B·K, D)``; rows are ``z (B·K, L)``, or ``[z, label]``.
         likelihood: a :mod:`vaelab.core.likelihoods` object; ``variance``: its σ² (Gaussian).
-        x: ``(B, D)`` images; ``mean``, ``log_var``: ``(B, L)``; ``eps``: ``(B, K, L)``.
+        x: ``(B, D)`` images; ``mean``, ``log_var``: ``(B, L)``; ``eps``: ``(B, K, W)``, W the
+            sampling layer's noise width (L for the lab's one Gaussian layer).
         label: ``(B, C)`` one-hot labels of a conditional VAE, repeated for each draw.
+        sampling: the model's sampling layer (``None``: the lab's one standard Gaussian layer);
+            a :class:`~vaelab.core.latents.LatentStack` adds its layers, flow or prior.
+        prior: a VampPrior's ``(means, log_vars)`` of its components.
 
     Returns:
-        ``(log_w, log_px, log_ratio)``, each ``(B, K)``.
+        ``(log_w, log_px, ratios)``: ``(B, K)`` each, ``ratios`` a list of ``log p_i − log q_i``
+        per stochastic layer, bottom-up.
     """
-    b, k, latent = ops.shape(eps)
-    log_var = ops.expand_dims(log_var, 1)
-    z = ops.expand_dims(mean, 1) + ops.exp(0.5 * log_var) * eps        # (B, K, L)
-    rows = ops.reshape(z, (b * k, latent))
+    b, k = ops.shape(eps)[:2]
+    z, layers = latents.transform(sampling, ops.expand_dims(mean, 1),
+                                  ops.expand_dims(log_var, 1), eps, prior)   # (B, K, L)
+    rows = ops.reshape(z, (b * k, ops.shape(z)[-1]))
     if label is not None:
         rows = [rows, ops.repeat(label, k, axis=0)]                     # (B·K, C)
     decoded = ops.reshape(decode(rows), (b, k, -1))                     # (B, K, D)
     log_px = likelihood.log_prob(ops.expand_dims(x, 1), decoded, variance, xp=ops)
-    log_pz, log_qz = log_prior_and_posterior(z, log_var, eps)
-    return log_px + log_pz - log_qz, log_px, log_pz - log_qz
+    ratios = [log_p - log_q for log_p, log_q in layers]
+    return log_px + sum_layers(ratios), log_px, ratios
 
 
-def iwae_terms(log_w, log_px, log_ratio, scale: float, log_normalizer: float) -> dict:
-    """The IWAE loss and its parts (see the module docstring) from ``(B, K)`` log-weights."""
+def sum_layers(ratios):
+    """The sum of the per-layer terms (one array each)."""
+    total = ratios[0]
+    for ratio in ratios[1:]:
+        total = total + ratio
+    return total
+
+
+def iwae_terms(log_w, log_px, ratios, scale: float, log_normalizer: float) -> dict:
+    """The IWAE loss and its parts (see the module docstring) from ``(B, K)`` log-weights;
+    ``ratios``: ``log p_i − log q_i`` per stochastic layer. With more than one layer the KL
+    of layer ``i`` is also reported, as ``kl_loss_i``."""
     k = ops.shape(log_w)[1]
     bound = ops.mean(ops.logsumexp(log_w, axis=1) - math.log(k))      # L_K, batch mean
     average = ops.mean(log_w)                                           # mean_k log w_k
-    return {
+    terms = {
         "loss": scale * (-bound - log_normalizer),
         "reconstruction_loss": scale * (-ops.mean(log_px) - log_normalizer),
-        "kl_loss": scale * -ops.mean(log_ratio),
+        "kl_loss": scale * -ops.mean(sum_layers(ratios)),
         "importance_gain": scale * (bound - average),
         "iwae_bound": bound,
     }
+    if len(ratios) > 1:
+        for i, ratio in enumerate(ratios, start=1):
+            terms[f"kl_loss_{i}"] = scale * -ops.mean(ratio)
+    return terms

@@ -74,16 +74,31 @@ def parameters(config: TrainConfig, input_dim: int) -> int:
     def dense(widths):
         return sum(a * b + b for a, b in zip(widths, widths[1:]))
 
-    hidden, latent, label = list(config.hidden), config.latent_dim, config.classes or 0
+    hidden, latent, label = list(config.hidden), config.latents[0], config.classes or 0
+    latent_model = _latent_parameters(config, input_dim)
     if config.model == "conv":
         flat = (math.isqrt(input_dim) // 4) ** 2 * conv.FILTERS[-1]
         k = conv.KERNEL ** 2
         convs = (k * 32 + 32) + (k * 32 * 64 + 64)                # encoder
         convs += (k * 64 * 64 + 64) + (k * 64 * 32 + 32) + (k * 32 + 1)  # decoder
         return (convs + dense([flat + label, *hidden]) + 2 * (hidden[-1] * latent + latent)
-                + dense([latent + label, *reversed(hidden), flat]))
+                + dense([latent + label, *reversed(hidden), flat]) + latent_model)
     return (dense([input_dim + label, *hidden]) + 2 * (hidden[-1] * latent + latent)
-            + dense([latent + label, *reversed(hidden), input_dim]))
+            + dense([latent + label, *reversed(hidden), input_dim]) + latent_model)
+
+
+def _latent_parameters(config: TrainConfig, input_dim: int) -> int:
+    """Weights of the upper layers' two MLPs each, the flow's MADEs and the pseudo-inputs."""
+    def gaussian_net(inputs, widths, latent):
+        chain = [inputs, *widths]
+        return sum(a * b + b for a, b in zip(chain, chain[1:])) + 2 * (widths[-1] * latent + latent)
+
+    total = 0
+    for below, latent, widths in zip(config.latents, config.latents[1:], config.hidden_groups[1:]):
+        total += gaussian_net(below, widths, latent) + gaussian_net(latent, widths[::-1], below)
+    latent, width = config.latents[0], config.hidden[-1]
+    made = latent * width + width + width * width + width + 2 * (width * latent + latent)
+    return total + config.flow_steps * made + config.pseudo_inputs * input_dim
 
 
 def step_bytes(config: TrainConfig, input_dim: int, rows: int) -> int:
@@ -91,8 +106,11 @@ def step_bytes(config: TrainConfig, input_dim: int, rows: int) -> int:
     batch), times the importance samples of ``iwae:K``, through every layer of the encoder
     and the decoder, each kept for the gradient (float32, about three copies)."""
     samples = objectives.parse(config.objective).samples
-    floats = 2 * input_dim + 2 * sum(config.hidden) + 4 * config.latent_dim
-    return rows * samples * floats * 4 * BYTES_PER_ACTIVATION_COPIES
+    floats = (2 * input_dim + 2 * sum(config.hidden) + 4 * sum(config.latents)
+              + 4 * sum(map(sum, config.hidden_groups[1:]))
+              + config.flow_steps * (2 * config.hidden[-1] + 4 * config.latents[0]))
+    pseudo = config.pseudo_inputs * (input_dim + 2 * sum(config.hidden) + 4 * config.latents[0])
+    return (rows * samples * floats + pseudo) * 4 * BYTES_PER_ACTIVATION_COPIES
 
 
 def check_memory(config: TrainConfig, input_dim: int, copies: int = 1,
@@ -113,7 +131,8 @@ def check_memory(config: TrainConfig, input_dim: int, copies: int = 1,
         what = (f"{copies} runs together (their weights, gradients, Adam's state and training "
                 f"arrays)" if copies > 1 else "weights, gradients and Adam's state")
         raise UsageError(
-            f"hidden-dim {','.join(map(str, config.hidden))} and latent-dim {config.latent_dim} need about "
+            f"hidden-dim {'/'.join(','.join(map(str, g)) for g in config.hidden_groups)} and "
+            f"latent-dim {','.join(map(str, config.latents))} need about "
             f"{needed / 2**30:.1f} GiB for {what}; this machine "
             f"has {available / 2**30:.1f} GiB")
 

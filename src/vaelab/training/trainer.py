@@ -190,11 +190,13 @@ def new_vae(config: TrainConfig, input_dim: int) -> VAE:
     """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
     config = config.for_data(input_dim)
     with keras_seam.seeded(config.seed):
-        vae = build_vae(input_dim, config.hidden, config.latent_dim,
+        vae = build_vae(input_dim, config.hidden, config.latents[0],
                         config.effective_kl_scale(input_dim), seed=config.seed,
                         likelihood=config.likelihood, activation=config.activation,
                         model=config.model, classes=config.classes or 0,
-                        free_bits=config.free_bits, objective=config.objective)
+                        free_bits=config.free_bits, objective=config.objective,
+                        upper=list(zip(config.latents[1:], config.hidden_groups[1:])),
+                        flow_steps=config.flow_steps, components=config.pseudo_inputs)
         return compile_vae(vae, config.learning_rate, config.adam_epsilon)
 
 

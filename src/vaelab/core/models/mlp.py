@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import keras
 
 from vaelab.core.keras_seam import seeded
+from vaelab.core.latents import LatentStack
 from vaelab.core.layers import OurDense, Sampling
 from vaelab.core.models.conv import conv_decoder, conv_encoder
 from vaelab.core.models.vae import VAE, assemble
@@ -55,7 +56,8 @@ def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int,
 
 def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, seed=None,
               likelihood="gaussian", activation="relu", model="mlp", classes=0,
-              free_bits=0.0, objective="elbo") -> VAE:
+              free_bits=0.0, objective="elbo", upper=(), flow_steps=0,
+              components=0) -> VAE:
     """The lab's VAE: 784 → 512 relu → (32 mean, 32 log-variance) → sample → 512 relu → 784.
 
     ``hidden_dim`` may be a list of widths (the decoder mirrors it). ``model="conv"`` puts
@@ -67,10 +69,21 @@ def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, se
     is not compiled; use :func:`vaelab.core.models.compile_vae` for the lab's Adam. Layers
     are built in the order encoder, sampling, decoder (the weights drawn under
     :func:`vaelab.core.keras_seam.seeded` depend on it).
+
+    Richer latent models (:mod:`vaelab.core.latents`): ``upper`` lists the stochastic layers
+    above the first, ``[(latent, widths), …]`` bottom-up (Burda et al.'s two-layer model is
+    ``hidden_dim=(200, 200), latent_dim=100, upper=[(50, (100, 100))]``); ``flow_steps``
+    IAF steps on the posterior (each MADE two hidden layers of the encoder's last hidden
+    width); ``components`` the VampPrior's K pseudo-inputs.
     """
     encode, decode = (conv_encoder, conv_decoder) if model == "conv" else (mlp_encoder, mlp_decoder)
     encoder = encode(input_dim, _widths(hidden_dim), latent_dim, activation, classes)
-    sampling = Sampling(kl_scale=kl_scale, seed=seed, free_bits=free_bits, name="sampling")
+    if upper or flow_steps or components:
+        sampling = LatentStack(upper, activation, flow_steps, _widths(hidden_dim)[-1],
+                               components, kl_scale=kl_scale, seed=seed, free_bits=free_bits,
+                               name="sampling")
+    else:
+        sampling = Sampling(kl_scale=kl_scale, seed=seed, free_bits=free_bits, name="sampling")
     decoder = decode(latent_dim, list(reversed(_widths(hidden_dim))), input_dim, activation,
                      classes)
     return assemble(encoder, sampling, decoder, likelihood, objective=objective)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab.core import likelihoods, objectives
+from vaelab.core import latents, likelihoods, objectives
 from vaelab.core.keras_seam import ScannedSteps
 from vaelab.core.layers import Sampling
 
@@ -53,10 +53,14 @@ class VAEModel(ScannedSteps, keras.Model):
         self.objective = objectives.parse(objective)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        sampling = self.parts()[1]
+        self.layer_count = latents.layer_count(sampling)
+        self.layer_kl_trackers = ([keras.metrics.Mean(name=f"kl_loss_{i}")
+                                   for i in range(1, self.layer_count + 1)]
+                                  if self.layer_count > 1 else [])
         if isinstance(self.objective, objectives.IWAE):
             self.gain_tracker = keras.metrics.Mean(name="importance_gain")
             self.bound_tracker = keras.metrics.Mean(name="iwae_bound")
-            sampling = self.parts()[1]
             if not self.likelihood.kl_scale_sets_variance and sampling.kl_scale != 1:
                 raise ValueError(f"the {objective} objective with the {self.likelihood.name} "
                                  f"likelihood needs kl_scale 1, received {sampling.kl_scale:g}")
@@ -69,7 +73,8 @@ class VAEModel(ScannedSteps, keras.Model):
                 "objective": self.objective.name}
 
     def parts(self) -> tuple[keras.Model, Sampling, keras.Model]:
-        """``(encoder, sampling, decoder)``, found by their roles (see :meth:`VAE.from_model`)."""
+        """``(encoder, sampling, decoder)``, found by their roles (see :meth:`VAE.from_model`);
+        a VampPrior's pseudo-inputs are a fourth part (:meth:`prior_components`)."""
         models = [layer for layer in self.layers if isinstance(layer, keras.Model)]
         samplers = [layer for layer in self.layers if isinstance(layer, Sampling)]
         if len(models) != 2 or len(samplers) != 1:
@@ -78,6 +83,20 @@ class VAEModel(ScannedSteps, keras.Model):
                 f"Sampling layer; {self.name!r} has {len(models)} sub-model(s) and "
                 f"{len(samplers)} Sampling layer(s) (was it made by an older vaelab?)")
         return models[0], samplers[0], models[1]
+
+    def pseudo_inputs(self) -> latents.PseudoInputs | None:
+        """The VampPrior's pseudo-inputs layer, or ``None`` for a standard normal prior."""
+        found = [layer for layer in self.layers if isinstance(layer, latents.PseudoInputs)]
+        return found[0] if found else None
+
+    def prior_components(self):
+        """A VampPrior's ``(means, log_vars)``, each ``(K, L)``: the encoder at the
+        pseudo-inputs; ``None`` for a standard normal prior."""
+        pseudo = self.pseudo_inputs()
+        if pseudo is None:
+            return None
+        mean, log_var = self.parts()[0](pseudo.values())
+        return mean, log_var
 
     def reconstruction_loss(self, y, y_pred):
         """Batch mean of the per-example reconstruction loss: a scalar."""
@@ -94,13 +113,16 @@ class VAEModel(ScannedSteps, keras.Model):
         return terms["loss"]
 
     def term_names(self) -> tuple[str, ...]:
-        """The loss terms :meth:`loss_terms` reports besides ``loss``."""
+        """The loss terms :meth:`loss_terms` reports besides ``loss`` (with several
+        stochastic layers, ``kl_loss_1``, ``kl_loss_2``, … after ``kl_loss``)."""
+        names = ("reconstruction_loss", "kl_loss",
+                 *(tracker.name for tracker in self.layer_kl_trackers))
         if isinstance(self.objective, objectives.IWAE):
-            return ("reconstruction_loss", "kl_loss", "importance_gain", "iwae_bound")
-        return ("reconstruction_loss", "kl_loss")
+            return (*names, "importance_gain", "iwae_bound")
+        return names
 
     def term_trackers(self) -> list[tuple[str, keras.metrics.Mean]]:
-        trackers = [self.reconstruction_tracker, self.kl_tracker]
+        trackers = [self.reconstruction_tracker, self.kl_tracker, *self.layer_kl_trackers]
         if isinstance(self.objective, objectives.IWAE):
             trackers += [self.gain_tracker, self.bound_tracker]
         return list(zip(self.term_names(), trackers))
@@ -125,8 +147,15 @@ class VAEModel(ScannedSteps, keras.Model):
             kl = ops.sum(ops.stack([ops.cast(l, "float32") for l in losses]))
         else:
             kl = ops.zeros((), dtype="float32")
-        return {"loss": reconstruction + kl, "reconstruction_loss": reconstruction,
-                "kl_loss": kl}
+        terms = {"loss": reconstruction + kl, "reconstruction_loss": reconstruction,
+                 "kl_loss": kl}
+        if self.layer_count > 1:  # the sampling layer adds one KL loss per layer, bottom-up
+            if len(losses) != self.layer_count:
+                raise ValueError(f"expected {self.layer_count} layer KL losses, received "
+                                 f"{len(losses)}")
+            for i, value in enumerate(losses, start=1):
+                terms[f"kl_loss_{i}"] = ops.cast(value, "float32")
+        return terms
 
     def _iwae_loss(self, x, y) -> dict:
         """The importance-weighted loss of ``objective.samples`` draws per image.
@@ -142,12 +171,14 @@ class VAEModel(ScannedSteps, keras.Model):
         label = x[1] if isinstance(x, (list, tuple)) else None
         mean, log_var = encoder(x)
         k = self.objective.samples
-        eps = sampling.noise((ops.shape(mean)[0], k, ops.shape(mean)[1]))    # (B, K, L)
+        width = latents.noise_width(sampling, ops.shape(mean)[1])
+        eps = sampling.noise((ops.shape(mean)[0], k, width))                # (B, K, W)
         pixels = int(y.shape[-1])
         variance = self.likelihood.variance(pixels, sampling.kl_scale)
-        log_w, log_px, log_ratio = objectives.log_weights(
-            decoder, self.likelihood, variance, y, mean, log_var, eps, label)
-        terms = objectives.iwae_terms(log_w, log_px, log_ratio, sampling.kl_scale,
+        log_w, log_px, ratios = objectives.log_weights(
+            decoder, self.likelihood, variance, y, mean, log_var, eps, label, sampling,
+            self.prior_components())
+        terms = objectives.iwae_terms(log_w, log_px, ratios, sampling.kl_scale,
                                       self.likelihood.log_normalizer(pixels, variance))
         return terms
 
@@ -204,6 +235,19 @@ class VAE:
         z = np.asarray(z, np.float32)
         return np.asarray(predict(self.decoder, self.with_labels(z, labels), batch_size))
 
+    def prior_draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of the decoder's input ``z₁ (n, latent_dim)`` from the model's prior,
+        from ``rng``: ``N(0, I)`` (also under an IAF posterior); top-down through a hierarchy,
+        ``z_L ~ N(0, I)``, then each ``z_i ~ p(z_i | z_{i+1})``; a VampPrior's component
+        chosen uniformly, then its Gaussian."""
+        if not isinstance(self.sampling, latents.LatentStack):
+            return rng.standard_normal((n, self.latent_dim))
+        eps = rng.standard_normal((n, self.sampling.noise_width())).astype(np.float32)
+        prior = self.model.prior_components()
+        choice = None if prior is None else rng.integers(self.sampling.components, size=n)
+        return np.asarray(ops.convert_to_numpy(self.sampling.prior_draw(eps, prior, choice)),
+                          np.float64)
+
     def to_pixels(self, decoded) -> np.ndarray:
         """Decoder outputs as images in [0, 1], as the likelihood defines them."""
         return self.likelihood.to_pixels(decoded)
@@ -229,6 +273,17 @@ def assemble(encoder: keras.Model, sampling: Sampling, decoder: keras.Model,
     label); the model then takes ``[x, label]``.
     """
     x = keras.Input(shape=tuple(encoder.inputs[0].shape[1:]), name="x")
+    if getattr(sampling, "components", 0):
+        if len(encoder.inputs) == 2:
+            raise ValueError("a VampPrior's pseudo-inputs have no labels: a conditional VAE "
+                             "takes the standard normal prior")
+        pseudo = latents.PseudoInputs(sampling.components, int(x.shape[-1]),
+                                      name="pseudo_inputs")(x)
+        mean, log_var = encoder(x)                      # (B, latent) each
+        prior_mean, prior_log_var = encoder(pseudo)     # (K, latent) each
+        x_hat = decoder(sampling([mean, log_var, prior_mean, prior_log_var]))
+        return VAE.from_model(VAEModel(x, x_hat, likelihood=likelihood, objective=objective,
+                                       name=name))
     if len(encoder.inputs) == 2:
         label = keras.Input(shape=tuple(encoder.inputs[1].shape[1:]), name="label")
         mean, log_var = encoder([x, label])             # (B, latent) each
