@@ -108,6 +108,50 @@ def train_epoch_iwae(params, opt, batches, key, k, lr=1e-3, b1=0.9, b2=0.999, ep
     return _adam_scan(iwae_loss_fn, params, opt, batches, key, lr, b1, b2, eps, k=k)
 
 
+# ------------------------------------------------ Burda et al.'s two stochastic layers
+
+
+def init_two_layer(key, sizes=(784, 200, 100, 100, 50)):
+    """Burda et al.'s two-layer model (``--latent-dim 100,50 --hidden 200,200/100,100``):
+    784-200-200-(100, 100), z₁ 100-100-(50, 50) for q(z₂|z₁), z₂ 100-100-(100, 100) for
+    p(z₁|z₂), z₁ 200-200-784 for p(x|z₁); Glorot-normal kernels, zero biases."""
+    d, h1, z1, h2, z2 = sizes
+    return _glorot(key, {
+        "enc1": (d, h1), "enc2": (h1, h1), "mean1": (h1, z1), "log_var1": (h1, z1),
+        "q2_1": (z1, h2), "q2_2": (h2, h2), "mean2": (h2, z2), "log_var2": (h2, z2),
+        "p1_1": (z2, h2), "p1_2": (h2, h2), "p1_mean": (h2, z1), "p1_log_var": (h2, z1),
+        "dec1": (z1, h1), "dec2": (h1, h1), "out": (h1, d)})
+
+
+def two_layer_loss_fn(params, x, key):
+    """The negative ELBO, batch mean, as vaelab computes it for two layers: layer 1's KL by
+    its one-sample estimate log q(z₁|x) − log p(z₁|z₂), the top layer's in closed form."""
+    dense = lambda name, v: v @ params[name][0] + params[name][1]  # noqa: E731
+    log_2pi = jnp.log(2 * jnp.pi)
+    h = jnp.tanh(dense("enc2", jnp.tanh(dense("enc1", x))))
+    mean1, log_var1 = dense("mean1", h), dense("log_var1", h)
+    eps = jax.random.normal(key, (x.shape[0], mean1.shape[1] + params["mean2"][1].shape[0]))
+    eps1, eps2 = eps[:, :mean1.shape[1]], eps[:, mean1.shape[1]:]
+    z1 = mean1 + jnp.exp(0.5 * log_var1) * eps1
+    g = jnp.tanh(dense("q2_2", jnp.tanh(dense("q2_1", z1))))
+    mean2, log_var2 = dense("mean2", g), dense("log_var2", g)
+    z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
+    f = jnp.tanh(dense("p1_2", jnp.tanh(dense("p1_1", z2))))
+    p_mean, p_log_var = dense("p1_mean", f), dense("p1_log_var", f)
+    logits = dense("out", jnp.tanh(dense("dec2", jnp.tanh(dense("dec1", z1)))))
+    reconstruction = -jnp.sum(x * logits - jnp.logaddexp(0.0, logits), -1)
+    log_q1 = -0.5 * jnp.sum(log_2pi + log_var1 + eps1**2, -1)
+    log_p1 = -0.5 * jnp.sum(log_2pi + p_log_var + (z1 - p_mean)**2 * jnp.exp(-p_log_var), -1)
+    kl2 = -0.5 * jnp.sum(1 + log_var2 - mean2**2 - jnp.exp(log_var2), -1)
+    return jnp.mean(reconstruction) + jnp.mean(log_q1 - log_p1) + jnp.mean(kl2)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def train_epoch_two_layer(params, opt, batches, key, lr=1e-3, b1=0.9, b2=0.999, eps=1e-4):
+    """One ELBO epoch of the two-layer model with Burda et al.'s Adam (ε 1e-4)."""
+    return _adam_scan(two_layer_loss_fn, params, opt, batches, key, lr, b1, b2, eps)
+
+
 # ------------------------------------------------ the conv VAE's floor (--model conv)
 
 

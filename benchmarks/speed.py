@@ -22,6 +22,9 @@ Each part runs in its own subprocess so its peak resident memory can be reported
   images and a fresh binarization each epoch), interleaved with the plain-JAX IWAE floor
   (``floor.train_epoch_iwae``: the same model, loss and Adam as one ``lax.scan``; its
   epoch includes its own binarization).
+- ``two_layer_training``: the same for Burda et al.'s two-stochastic-layer VAE (100 and 50
+  units, ELBO) against its plain-JAX floor (``floor.train_epoch_two_layer``: the same model,
+  KL estimates and Adam as one ``lax.scan``).
 - ``scaling``: vaelab epoch time for batch 32…1024 and latent 2, 32, 128.
 - ``inference``: encoder + decoder throughput on the 10 000 test images.
 - ``iwae``: ``bounds.iwae_nll`` time for k = 10 … 5000 on ``--iwae-images`` test images
@@ -273,6 +276,42 @@ def part_iwae_training(args) -> dict:
     return results
 
 
+def part_two_layer_training(args) -> dict:
+    """The two-layer VAE's training epoch (Burda et al.'s 100-50 model, ELBO, batch 20)
+    against its plain-JAX floor (``floor.train_epoch_two_layer``), as ``iwae_training``."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from floor import adam_init, init_two_layer, train_epoch_two_layer
+
+    TrainConfig, load_dataset = load()
+    config = TrainConfig(batch_size=20, hidden_dim=((200, 200), (100, 100)), activation="tanh",
+                         latent_dim=(100, 50), likelihood="bernoulli", adam_epsilon=1e-4,
+                         train_size=args.iwae_train_images, test_size=1000)
+    dataset = load_dataset(config)
+    x = dataset.x_train
+    steps = len(x) // 20
+    state = {"params": init_two_layer(jax.random.PRNGKey(0))}
+    state["opt"] = adam_init(state["params"])
+    floor_seconds = []
+
+    def floor_epoch(epoch):
+        rng = np.random.default_rng([1, epoch])
+        started = time.perf_counter()
+        order = rng.permutation(len(x))[:steps * 20]
+        binary = (rng.random((steps * 20, x.shape[1]), dtype=np.float32) < x[order])
+        batches = jnp.asarray(binary.astype(np.float32).reshape(steps, 20, -1))
+        state["params"], state["opt"], loss = train_epoch_two_layer(
+            state["params"], state["opt"], batches, jax.random.PRNGKey(epoch))
+        loss.block_until_ready()
+        floor_seconds.append(time.perf_counter() - started)
+
+    seconds, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=floor_epoch)
+    return against_floor(seconds, floor_seconds)
+
+
 def part_scaling(args) -> dict:
     TrainConfig, load_dataset = load()
     results = {}
@@ -444,6 +483,7 @@ def part_lab(args) -> dict:
 
 
 PARTS = {"epochs": part_epochs, "families": part_families, "iwae_training": part_iwae_training,
+         "two_layer_training": part_two_layer_training,
          "scaling": part_scaling,
          "inference": part_inference,
          "iwae": part_iwae, "population": part_population,

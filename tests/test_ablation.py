@@ -13,11 +13,15 @@ from vaelab.store import runs
 
 def test_every_method_is_the_unscaled_lab_model_plus_one_change():
     plan = ablation.plan(seeds=2)
-    assert len(plan) == 2 * len(ablation.METHODS) == 14
+    assert len(plan) == 2 * len(ablation.METHODS) == 20
     configs = {folder: config for _, folder, config in plan}
     for folder, config in configs.items():
-        assert config.kl_scale == 1.0 and config.epochs == 20 and config.hidden_dim == 512
+        assert config.kl_scale == 1.0 and config.epochs == 20 and config.hidden == (512,)
         assert config.seed == int(folder.rsplit("-", 1)[1])
+    assert configs["vamp/seed-0"].pseudo_inputs == 100
+    assert configs["iaf/seed-1"].flow_steps == 2
+    assert configs["two-layer/seed-0"].latents == (32, 16)
+    assert configs["two-layer/seed-0"].hidden_groups == ((512,), (256,))
     assert configs["unscaled/seed-0"].effective_kl_scale(784) == 1.0
     assert configs["cyclical/seed-0"].schedule == "cyclical:4:0.5"
     assert configs["free-bits-1/seed-1"].free_bits == 1.0
@@ -60,7 +64,8 @@ def test_quick_ablation_end_to_end(tmp_path):
         row = next(line for line in markdown.splitlines() if f"(`{method.name}`)" in line)
         assert re.search(r"\| \d of 2 \| (keeps it|collapses|the seeds disagree)", row), row
     assert "**Answer.**" in markdown and "![ablation](ablation.png)" in markdown
-    assert markdown.count("/seed-") == 14
+    assert markdown.count("/seed-") == 20
+    assert "/48 (32 + 16) |" in markdown
     html = (out / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == 1
     raw = (out / "ablation.png").read_bytes()

@@ -1,3 +1,4 @@
+import base64
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from conftest import make_idx_dir
 from vaelab import cli
 from vaelab.analysis import explorer
 from vaelab.core.config import TrainConfig
+from vaelab.core.latents import LatentStack
 from vaelab.core.models import build_vae, compile_vae
 from vaelab.training.trainer import train
 
@@ -58,6 +60,54 @@ def test_javascript_forward_passes_match_keras(tmp_path, likelihood, hidden, act
     assert np.abs(np.array(js["mean"]) - mean).max() <= 1e-4
     assert np.abs(np.array(js["log_var"]) - log_var).max() <= 1e-4
     assert np.abs(np.array(js["decoded"]) - decoded).max() <= 1e-4
+
+
+@pytest.mark.parametrize("model,classes,upper", [
+    ("mlp", 0, [(3, (12,))]), ("mlp", 10, [(3, (12, 6))]), ("conv", 0, [(4, (8,)), (2, (6,))])])
+def test_javascript_runs_the_top_layer_of_a_hierarchy(tmp_path, model, classes, upper):
+    """Two or three stochastic layers: the page's encoder goes up the posterior means to the
+    top layer, its decoder down the prior means to z₁ and through the decoder."""
+    require(shutil.which("node"), "node")
+    keras.utils.set_random_seed(4)
+    vae = build_vae(hidden_dim=16, latent_dim=5, seed=3, activation="tanh", model=model,
+                    classes=classes, upper=upper)
+    rng = np.random.default_rng(1)
+    x = rng.random((4, 784)).astype(np.float32)
+    top = rng.normal(size=(4, upper[-1][0])).astype(np.float32)
+    labels = [3, 0, 7, 9] if classes else None
+    case = {"model": explorer.model_spec(vae), "x": x.tolist(), "z": top.tolist(),
+            "labels": labels}
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_numeric.js"),
+                           str(explorer.CORE_JS), str(tmp_path / "case.json")],
+                          capture_output=True, text=True, check=True, timeout=120)
+    js = json.loads(done.stdout)
+    mean, log_var = vae.encode(x, labels=labels)
+    for net in vae.sampling.up_nets:
+        mean, log_var = (np.asarray(v) for v in LatentStack._run_gaussian_net(net, mean))
+    decoded = vae.decode(np.asarray(vae.sampling.top_to_bottom_mean(top)), labels=labels)
+    assert np.abs(np.array(js["mean"]) - mean).max() <= 1e-4
+    assert np.abs(np.array(js["log_var"]) - log_var).max() <= 1e-4
+    assert np.abs(np.array(js["decoded"]) - decoded).max() <= 1e-4
+
+
+def test_pages_of_richer_latent_models_say_what_they_show(tmp_path):
+    root = tmp_path
+    make_idx_dir(root / "data", n_train=64, n_test=32)
+    base = dict(epochs=1, hidden_dim=16, latent_dim=4, data_dir=str(root / "data"))
+    pages = {}
+    for name, extra in (("two", dict(latent_dim=(4, 2), hidden_dim=((16,), (8,)))),
+                        ("vamp", dict(prior="vamp:3", posterior="iaf:1"))):
+        train(TrainConfig(**{**base, **extra}), root / name, verbose=False)
+        text = (root / name / "explorer.html").read_text()
+        pages[name] = json.loads(text[text.index("const DATA = ") + 13:].split(";\n", 1)[0])
+    assert pages["two"]["note"].startswith("2 stochastic layers: the sliders move the top layer")
+    assert len(pages["two"]["kl"]) == 2 and pages["two"]["prior"] is None
+    prior = pages["vamp"]["prior"]
+    assert prior["components"] == 3 and "VampPrior" in pages["vamp"]["note"]
+    assert "IAF posterior (1 steps)" in pages["vamp"]["note"]
+    means = np.frombuffer(base64.b64decode(prior["means"]), "<f4")
+    assert means.shape == (3 * 4,)
 
 
 @pytest.fixture(scope="module")

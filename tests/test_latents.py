@@ -283,3 +283,27 @@ def test_iwae_with_a_flow_posterior_converges_to_the_marginal_likelihood():
     log_px = _log_px_given(vae, z)
     exact = np.logaddexp.reduce(log_px + log_prior[None], axis=1) + 2 * math.log(grid[1] - grid[0])
     _iwae_against_exact(vae, exact)
+
+
+# ------------------------------------------------------------------ prior draws
+
+
+def test_prior_draws_go_top_down_or_pick_a_component():
+    with seeded(0):
+        two = build_vae(12, (6,), 3, 1.0, seed=0, activation="tanh", upper=[(2, (4,))])
+        vamp = build_vae(12, (6,), 3, 1.0, seed=0, components=4)
+        plain = build_vae(12, (6,), 3, 1.0, seed=0)
+    randomize(two.sampling, seed=2)
+    z = two.prior_draws(6, np.random.default_rng(5))
+    eps = np.random.default_rng(5).standard_normal((6, 5))
+    p_mean, p_log_var = np_net(two.sampling.down_nets[0], eps[:, 3:])
+    np.testing.assert_allclose(z, p_mean + np.exp(0.5 * p_log_var) * eps[:, :3], rtol=1e-4,
+                               atol=1e-5)
+    z = vamp.prior_draws(6, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    eps, choice = rng.standard_normal((6, 3)), rng.integers(4, size=6)
+    means, log_vars = (to_np(v) for v in vamp.model.prior_components())
+    np.testing.assert_allclose(z, means[choice] + np.exp(0.5 * log_vars[choice]) * eps,
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(plain.prior_draws(6, np.random.default_rng(5)),
+                                  np.random.default_rng(5).standard_normal((6, 3)))

@@ -87,6 +87,22 @@ def test_binarized_conditional_iwae_members_train_as_alone(tmp_path, data_dir):
         [1e-3, 1e-3 * 10 ** (-1 / 7), 1e-3 * 10 ** (-1 / 7)])  # Burda et al.: 1 pass, then 3
 
 
+@pytest.mark.parametrize("latent", [
+    dict(latent_dim=(3, 2), hidden_dim=((16,), (8,))),
+    dict(prior="vamp:4", posterior="iaf:2", likelihood="bernoulli")])
+def test_richer_latent_members_train_as_alone(tmp_path, data_dir, latent):
+    """Each member's upper layers, flow or pseudo-inputs and its own noise: a population of
+    two-layer models (one with free bits) and of VampPrior-and-IAF models."""
+    base = TrainConfig(data_dir=str(data_dir), **{**SMALL, "epochs": 2, **latent})
+    extra = {"free_bits": 0.25} if "prior" not in latent else {"anneal": "1:1"}
+    configs = [dataclasses.replace(base, seed=1), dataclasses.replace(base, seed=2, **extra)]
+    train_alone_and_together(tmp_path, configs)
+    for i in range(2):
+        assert_same_run(tmp_path / f"alone-{i}", tmp_path / f"together-{i}", 2)
+    if "prior" not in latent:
+        assert {"kl_loss_1", "kl_loss_2"} <= set(history(tmp_path / "together-1"))
+
+
 def test_a_member_whose_loss_is_not_finite_stops_alone(tmp_path, data_dir):
     base = TrainConfig(data_dir=str(data_dir), **SMALL)
     good, bad = dataclasses.replace(base, seed=1), dataclasses.replace(base, kl_scale=1e38)

@@ -79,6 +79,38 @@ def test_sigkill_then_resume_of_an_iwae_run_with_burdas_schedule(tmp_path, data_
         np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("extra", [
+    ["--latent-dim", "3,2", "--hidden", "16/8"],
+    ["--prior", "vamp:4", "--posterior", "iaf:2", "--likelihood", "bernoulli"]])
+def test_sigkill_then_resume_of_richer_latent_models(tmp_path, data_dir, extra):
+    """Two stochastic layers draw their noise from one generator; a flow and pseudo-inputs
+    are weights: all come back exactly after a SIGKILL."""
+    small = [a for a in cli_args(data_dir, tmp_path / "x")]
+    small = [a for i, a in enumerate(small)
+             if not (a in ("--hidden-dim", "--latent-dim")
+                     or (i and small[i - 1] in ("--hidden-dim", "--latent-dim")))]
+
+    def args(out):
+        return [*small[:small.index("--out")], "--out", str(out),
+                *small[small.index("--out") + 2:], *extra]
+
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    done = subprocess.run([sys.executable, "-c", KILLER, *args(killed)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert cli.main(["train", "--resume", str(killed), "--quiet"]) == 0
+    assert cli.main(args(straight)) == 0
+    for a, b in zip(saved_weights(killed), saved_weights(straight), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
+    for key in uninterrupted:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
+    metrics, expected = (runs.read_json(d / "metrics.json") for d in (killed, straight))
+    assert metrics["resumed_at_epoch"] == 3
+    for key in ("test_mse", "test_kl", "active_units", "output_std", "layers"):
+        assert metrics.get(key) == expected.get(key), key
+
+
 def test_resume_refusals(tmp_path, data_dir, capsys):
     assert cli.main(["train", "--resume", str(tmp_path), "--quiet"]) == 2
     assert "is not a vaelab run folder (no config.json)" in capsys.readouterr().err

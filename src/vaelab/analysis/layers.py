@@ -21,7 +21,8 @@ from vaelab.analysis import metrics
 
 
 def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
-                     batch_size: int = 100, labels=None) -> list[dict]:
+                     batch_size: int = 100, labels=None,
+                     threshold: float = metrics.ACTIVE_THRESHOLD) -> list[dict]:
     """One dict per stochastic layer, bottom-up: ``latent``, ``means`` ``(n, L_i)``,
     ``active_units``, ``kl`` and ``kl_per_dimension`` (a list, or ``None``)."""
     sampling = vae.sampling
@@ -59,7 +60,7 @@ def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
         result.append({
             "latent": int(means.shape[1]),
             "means": means,
-            "active_units": metrics.active_units(means),
+            "active_units": metrics.active_units(means, threshold),
             "kl": float(kl_sums[i] / len(x)),
             "kl_per_dimension": (None if kl_dims[i] is None
                                  else [float(v) for v in kl_dims[i] / len(x)]),

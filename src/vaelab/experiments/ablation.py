@@ -11,6 +11,10 @@ with seeds 0 … N − 1:
 - ``free-bits-0.25``, ``free-bits-1``: free bits, λ nats per latent dimension (Kingma et
   al. 2016);
 - ``beta-0.1``, ``beta-0.01``: the KL times β < 1;
+- ``vamp``, ``iaf``, ``two-layer``: a richer latent model instead of the diagonal Gaussian
+  with the standard normal prior (:mod:`vaelab.core.latents`): a VampPrior of 100
+  pseudo-inputs, an IAF posterior of 2 steps, two stochastic layers of 32 and 16 units (a
+  256-unit MLP between them) — can a better prior or posterior fix the collapse?
 - ``scaled``: β = 1/784, the lab's own scaling, for reference.
 
 A method "keeps the model from collapsing" when no seed collapsed (the lab's verdict: an
@@ -46,6 +50,10 @@ METHODS = [
     Method("free-bits-1", "free bits, λ = 1 nat", dict(free_bits=1.0)),
     Method("beta-0.1", "β = 0.1", dict(beta=0.1)),
     Method("beta-0.01", "β = 0.01", dict(beta=0.01)),
+    Method("vamp", "a VampPrior of 100 pseudo-inputs", dict(prior="vamp:100")),
+    Method("iaf", "an IAF posterior (2 steps)", dict(posterior="iaf:2")),
+    Method("two-layer", "two stochastic layers (32 and 16)",
+           dict(latent_dim=(32, 16), hidden_dim=((512,), (256,)))),
     Method("scaled", "β = 1/784 (the lab's scaling)", dict(beta=1 / 784)),
 ]
 
@@ -107,7 +115,7 @@ def verdict(seeds: list[dict]) -> str:
 
 def _markdown(out: Path, methods: list[dict], summary: dict) -> str:
     first = methods[0]["seeds"][0]
-    latent, epochs = first["config"]["latent_dim"], first["metrics"]["epochs"]
+    epochs = first["metrics"]["epochs"]
     seeds = summary["seeds"]
     lines = ["# vaelab: what keeps the unscaled VAE from collapsing", ""]
     if summary.get("quick"):
@@ -124,7 +132,7 @@ def _markdown(out: Path, methods: list[dict], summary: dict) -> str:
         lines.append(
             f"| {m['title']} (`{m['name']}`) | {report.spread([v['test_mse'] for v in values], 4)} "
             f"| {report.spread([v['test_kl'] for v in values], 2)} "
-            f"| {report.spread([v['active_units'] for v in values], 1)}/{latent} "
+            f"| {report.spread([v['active_units'] for v in values], 1)}/{_latent(m)} "
             f"| {sum(bool(v['collapsed']) for v in values)} of {len(values)} "
             f"| {verdict(m['seeds'])} |")
     lines += ["", "**Answer.** " + answer(methods), "",
@@ -135,9 +143,17 @@ def _markdown(out: Path, methods: list[dict], summary: dict) -> str:
         for s in m["seeds"]:
             v = s["metrics"]
             lines.append(f"| `{s['path']}` | {v['test_mse']:.4f} | {v['test_kl']:.2f} "
-                         f"| {v['active_units']}/{latent} | {v['output_std']:.3f} "
+                         f"| {v['active_units']}/{_latent(m)} | {v['output_std']:.3f} "
                          f"| {'yes' if v['collapsed'] else 'no'} |")
     return "\n".join(lines)
+
+
+def _latent(method: dict) -> str:
+    """A method's latent units; a hierarchy's per layer too (``48 (32 + 16)``)."""
+    latent = method["seeds"][0]["config"]["latent_dim"]
+    if isinstance(latent, list):
+        return f"{sum(latent)} ({' + '.join(map(str, latent))})"
+    return str(latent)
 
 
 def answer(methods: list[dict]) -> str:
@@ -170,7 +186,7 @@ def write_report(out) -> Path:
     out = Path(out)
     summary = runs.read_json(out / "ablate.json")
     methods = results(out)
-    latent = methods[0]["seeds"][0]["config"]["latent_dim"]
+    latent = max(report.latent_size(m["seeds"][0]["config"]) for m in methods)
     plots.ablation_bars(
         [m["title"] for m in methods],
         [[s["metrics"]["active_units"] for s in m["seeds"]] for m in methods],

@@ -46,6 +46,12 @@ def _vae_runs(lab_dir: Path) -> list[dict]:
     return found
 
 
+def latent_size(config: dict) -> int:
+    """The latent units of a run's ``config.json``: every stochastic layer's, summed."""
+    latent = config["latent_dim"]
+    return sum(latent) if isinstance(latent, list) else int(latent)
+
+
 def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (``nan`` for a single value)."""
     values = np.asarray(values, dtype=np.float64)
@@ -87,7 +93,7 @@ def _describe(run: dict, baseline: dict | None) -> str:
              if m["collapsed"] else "not collapsed")
     text = (f"With the KL {scale} and the KL weight on schedule {_schedule(c)}, after "
             f"{m['epochs']} epoch(s) the test MSE is {m['test_mse']:.4f}, the KL is "
-            f"{m['test_kl']:.2f} nats per image, {m['active_units']} of {c['latent_dim']} latent "
+            f"{m['test_kl']:.2f} nats per image, {m['active_units']} of {latent_size(c)} latent "
             f"units are active and the output std across test images is {m['output_std']:.3f}: "
             f"{state}. Training image {c.get('lab_image', 1)} is reconstructed with MSE "
             f"{image_mse:.4f}.")
@@ -129,7 +135,7 @@ def _describe_seeds(run: dict, baseline: dict | None) -> str:
             f"{_schedule(c)}, over {len(seeds)} seeds (0 … {len(seeds) - 1}) after "
             f"{m[0]['epochs']} epoch(s): test MSE {spread([x['test_mse'] for x in m], 4)}, KL "
             f"{spread([x['test_kl'] for x in m], 2)} nats per image, "
-            f"{spread([x['active_units'] for x in m], 1)} of {c['latent_dim']} latent units "
+            f"{spread([x['active_units'] for x in m], 1)} of {latent_size(c)} latent units "
             f"active (mean ± standard deviation); {collapse_count(seeds)}.")
     if 0 < sum(collapsed) < len(seeds):
         return text + " The seeds disagree, so no verdict is stated."
@@ -189,7 +195,7 @@ def _markdown(lab_dir: Path, classifier: dict, vae_runs: list[dict], annealed: l
             lines.append(
                 f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} "
                 f"| {m['epochs']} | {m['test_mse']:.4f} | {m['test_kl']:.2f} "
-                f"| {m['active_units']}/{c['latent_dim']} | {m['output_std']:.3f} | {_verdict(m)} "
+                f"| {m['active_units']}/{latent_size(c)} | {m['output_std']:.3f} | {_verdict(m)} "
                 f"| {train_seconds(m)} |")
     lines += ["", "## 1. A classifier from the custom dense layer", "",
               f"`OurDense(32, relu) → OurDense(10, softmax)` reaches "
@@ -230,7 +236,7 @@ def _seed_tables(vae_runs: list[dict], seeds: int) -> list[str]:
             f"| `{r['name']}` | {r['title']} | {format_scale(c['kl_scale'])} | {_schedule(c)} "
             f"| {m[0]['epochs']} | {spread([x['test_mse'] for x in m], 4)} "
             f"| {spread([x['test_kl'] for x in m], 2)} "
-            f"| {spread([x['active_units'] for x in m], 1)}/{c['latent_dim']} "
+            f"| {spread([x['active_units'] for x in m], 1)}/{latent_size(c)} "
             f"| {collapse_count(r['seeds']).removeprefix('collapsed in ')} |")
     lines += ["", "Each seed:", "", "| run | seed | test MSE | KL (nats) | active units "
               "| output std | collapsed | seconds |", "|---|---|---|---|---|---|---|---|"]
@@ -239,7 +245,7 @@ def _seed_tables(vae_runs: list[dict], seeds: int) -> list[str]:
             m = seed_run["metrics"]
             lines.append(
                 f"| `{seed_run['path']}` | {seed_run['config']['seed']} | {m['test_mse']:.4f} "
-                f"| {m['test_kl']:.2f} | {m['active_units']}/{r['config']['latent_dim']} "
+                f"| {m['test_kl']:.2f} | {m['active_units']}/{latent_size(r['config'])} "
                 f"| {m['output_std']:.3f} | {_verdict(m)} | {train_seconds(m)} |")
     return lines
 

@@ -10,8 +10,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaelab.analysis import metrics
+from vaelab.analysis import layers, metrics
 from vaelab.core import keras_seam, schedules
+from vaelab.core.latents import LatentStack
 from vaelab.core.layers import _check_positive_int
 from vaelab.core.models import VAE, sampling_layers
 from vaelab.core.models.population import member_key, member_logs
@@ -120,18 +121,40 @@ class CollapseMonitor(keras.callbacks.Callback):
         self.warned = False
 
     def on_epoch_end(self, epoch, logs=None):
-        encoder = VAE.from_model(keras_seam.synced_model(self)).encoder
-        means, log_vars = predict(encoder, self.x_heldout)
-        n_active = metrics.active_units(means, self.threshold)
+        vae = VAE.from_model(keras_seam.synced_model(self))
+        if isinstance(vae.sampling, LatentStack):
+            n_active, kl = self._layers(vae, logs)
+        else:
+            means, log_vars = predict(vae.encoder, self.x_heldout)
+            n_active = metrics.active_units(means, self.threshold)
+            kl = float(metrics.kl_per_dimension(means, log_vars).sum())
         if logs is not None:
             logs["active_units"] = n_active
-            logs["heldout_kl"] = float(metrics.kl_per_dimension(means, log_vars).sum())
+            logs["heldout_kl"] = kl
         if n_active == 0 and not self.warned:
             self.warned = True
             if self.verbose:
                 run = f"{self.name}: " if self.name else ""
                 print(f"warning: {run}epoch {epoch + 1}: no active latent unit on the held-out "
                       f"batch (posterior collapse)", file=sys.stderr)
+
+
+    def _layers(self, vae, logs) -> tuple[int, float]:
+        """A richer latent model's active units and KL, summed over its layers
+        (:func:`vaelab.analysis.layers.layer_statistics`); with several layers each one's
+        active units are logged too, as ``active_units_1``, ``active_units_2``, …"""
+        x, labels = self.x_heldout, None
+        if isinstance(x, (list, tuple)):
+            x, labels = x[0], np.argmax(np.asarray(x[1]), axis=1)
+        stats = layers.layer_statistics(vae, np.asarray(x), samples=MONITOR_SAMPLES,
+                                        labels=labels, threshold=self.threshold)
+        if logs is not None and len(stats) > 1:
+            for i, layer in enumerate(stats, start=1):
+                logs[f"active_units_{i}"] = layer["active_units"]
+        return sum(l["active_units"] for l in stats), float(sum(l["kl"] for l in stats))
+
+
+MONITOR_SAMPLES = 100  # draws per held-out image behind a richer latent model's statistics
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
