@@ -83,10 +83,10 @@ def test_distribute_under_torch_is_a_clear_error(tmp_path, data_dir):
 
 @needs_torch
 def test_torch_backend_parity():
-    """The divergence, layer, convolution, model, annealing (the trap test) and save/load tests,
-    under torch."""
+    """The divergence, layer, convolution, model, annealing (the trap test), save/load and
+    richer latent model tests, under torch."""
     files = ["tests/test_divergences.py", "tests/test_layers.py", "tests/test_callbacks.py",
-             "tests/test_models.py", "tests/test_convolutions.py"]
+             "tests/test_models.py", "tests/test_convolutions.py", "tests/test_latents.py"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "-m", "not mnist", *files], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "KERAS_BACKEND": "torch"})

@@ -20,6 +20,10 @@ from keras import ops
 from vaelab.analysis import metrics
 
 
+def _np(value) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(value), np.float64)
+
+
 def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
                      batch_size: int = 100, labels=None,
                      threshold: float = metrics.ACTIVE_THRESHOLD) -> list[dict]:
@@ -47,12 +51,11 @@ def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
                 means_out[i].append(np.asarray(mean, np.float64))
             else:
                 key = "mean" if "mean" in layer else "z"
-                means_out[i].append(np.asarray(layer[key], np.float64).mean(axis=1))
-            ratio = np.asarray(layer["log_q"], np.float64) - np.asarray(layer["log_p"], np.float64)
+                means_out[i].append(_np(layer[key]).mean(axis=1))
+            ratio = _np(layer["log_q"]) - _np(layer["log_p"])
             kl_sums[i] += ratio.mean(axis=1).sum()
             if kl_dims[i] is not None:
-                per_dim = (np.asarray(layer["log_q_d"], np.float64)
-                           - np.asarray(layer["log_p_d"], np.float64))
+                per_dim = _np(layer["log_q_d"]) - _np(layer["log_p_d"])
                 kl_dims[i] = kl_dims[i] + per_dim.mean(axis=1).sum(axis=0)
     result = []
     for i in range(len(means_out)):

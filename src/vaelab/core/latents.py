@@ -284,6 +284,7 @@ class LatentStack(Sampling):
         """
         widths = self.widths
         offsets = np.cumsum([0] + widths)
+        eps, mean, log_var = (ops.convert_to_tensor(a) for a in (eps, mean, log_var))
         pieces = [eps[..., offsets[i]:offsets[i + 1]] for i in range(len(widths))]
         mean = mean + ops.zeros_like(pieces[0])
         log_var = log_var + ops.zeros_like(pieces[0])
@@ -359,6 +360,7 @@ class LatentStack(Sampling):
         ``choice (n,)`` (ints)."""
         widths = self.widths
         offsets = np.cumsum([0] + widths)
+        eps = ops.convert_to_tensor(eps)
         top = eps[:, offsets[-2]:offsets[-1]]
         if self.components:
             means, log_vars = prior
