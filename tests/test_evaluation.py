@@ -89,3 +89,27 @@ def test_collapse_monitor_warns_once_on_collapse_only(tmp_path, data_dir, capsys
     assert ": no active latent unit on the held-out batch (posterior collapse)" in err
     train(TrainConfig(**SMALL, kl_scale=1e-6, data_dir=str(data_dir)), tmp_path / "h")
     assert "no active latent unit" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("latent", [
+    dict(latent_dim=(4, 2), hidden_dim=((32,), (8,)), likelihood="bernoulli"),
+    dict(prior="vamp:5", posterior="iaf:2", likelihood="gaussian")])
+def test_evaluation_of_richer_latent_models(tmp_path, data_dir, latent):
+    """Per-layer KL and active units that add up; the ELBO below −NLL; metrics.json agrees."""
+    run = tmp_path / "run"
+    train(TrainConfig(**{**SMALL, **latent}, data_dir=str(data_dir)), run, verbose=False)
+    values = evaluate(run, k=50, verbose=False)
+    layers = values["layers"]
+    assert [layer["latent"] for layer in layers] == ([4, 2] if "prior" not in latent else [4])
+    assert values["kl"] == pytest.approx(sum(layer["kl"] for layer in layers))
+    assert values["active_units"] == sum(layer["active_units"] for layer in layers)
+    assert values["elbo"] < -values["iwae_nll"]
+    assert values["k"] == 50 and values["layer_samples"] == 100
+    if "prior" in latent:  # a flow and a mixture: no KL per dimension, no Gaussian MI
+        assert layers[0]["kl_per_dimension"] is None and values["mutual_information"] is None
+    else:
+        for layer in layers:
+            assert layer["kl"] == pytest.approx(sum(layer["kl_per_dimension"]), rel=1e-6)
+    metrics = runs.read_json(run / "metrics.json")
+    assert [layer["latent"] for layer in metrics["layers"]] == [l["latent"] for l in layers]
+    assert metrics["test_kl"] == pytest.approx(sum(l["kl"] for l in metrics["layers"]))
