@@ -150,6 +150,12 @@ def test_objective_combinations_without_a_meaning(tmp_path, data_dir, capsys, ex
                                                   "--free-bits"),
     (["--posterior", "iaf:1", "--free-bits", "0.5"], "--posterior iaf:1 cannot be combined "
                                                      "with --free-bits"),
+    (["--free-bits", "0.5,0.25"], "--free-bits 0.5,0.25 gives 2 value(s) for the 1 stochastic "
+                                  "layer(s) of --latent-dim 2; give one λ for every layer, or "
+                                  "one per layer"),
+    (["--latent-dim", "4,2", "--hidden", "8/8", "--free-bits", "0.5,-1"],
+     "--free-bits must be a non-negative finite number of nats (0: off), received -1.0"),
+    (["--free-bits", "0.5,x"], "--free-bits: expected a number, or one per stochastic layer"),
 ])
 def test_latent_models_that_do_not_fit(tmp_path, data_dir, capsys, extra, message):
     """Layer lists that do not fit, counts out of range, combinations without a meaning."""

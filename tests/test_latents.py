@@ -106,6 +106,15 @@ def test_free_bits_apply_per_dimension_of_each_layer():
     layer([mean, log_var])
     # Every dimension's KL is far below 5 nats: each layer costs 5 × its dimensions.
     np.testing.assert_allclose([float(to_np(v)) for v in layer.losses], [15.0, 10.0])
+    # One λ per layer: the first layer's plain KL, the second's 5 nats per dimension.
+    per_layer = stack(latent=3, upper=[(2, (4,))], free_bits=[0.0, 5.0])
+    per_layer([mean, log_var])
+    without = stack(latent=3, upper=[(2, (4,))])  # the same weights and noise
+    without([mean, log_var])
+    assert float(to_np(per_layer.losses[0])) == pytest.approx(float(to_np(without.losses[0])))
+    assert float(to_np(per_layer.losses[1])) == pytest.approx(10.0)
+    restored = latents.LatentStack.from_config(per_layer.get_config())
+    assert restored.layer_free_bits() == [0.0, 5.0]
 
 
 # ------------------------------------------------------------------ the flow

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from vaelab.analysis.metrics import principal_axes
 from vaelab.choices import MAX_SAMPLES, MAX_SEED
-from vaelab.core.config import TrainConfig, UsageError, format_scale
+from vaelab.core.config import format_free_bits, TrainConfig, UsageError, format_scale
 from vaelab.store import runs
 from vaelab.store.runs import atomic_path
 
@@ -190,7 +190,7 @@ def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
     run_dir = Path(run_dir)
     label = f"KL scale {format_scale(config.effective_kl_scale(dataset.input_dim))}"
     if config.free_bits:
-        label += f", free bits {config.free_bits:g}"
+        label += f", free bits {format_free_bits(config.free_bits)}"
     if config.objective != "elbo":
         label += f", {config.objective}"
     label += f", {config.epochs} epoch(s)"

@@ -40,6 +40,17 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
 
 
+def _floats(text: str) -> float | tuple[float, ...]:
+    """A number, or numbers separated by commas (one per stochastic layer)."""
+    try:
+        values = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number, or one per stochastic layer separated by commas, received "
+            f"{text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _path(text: str) -> str:
     """A file or folder argument: an empty string is refused, not read as the default."""
     if not text.strip():
@@ -201,9 +212,10 @@ def _train(commands) -> None:
                             "gaussian likelihood, 1 for bernoulli; 1 = unscaled)")
     train.add_argument("--beta", type=_float, metavar="B",
                        help="the KL term times B > 0 on top of the natural scale (default 1)")
-    train.add_argument("--free-bits", type=_float, metavar="NATS",
+    train.add_argument("--free-bits", type=_floats, metavar="NATS[,NATS…]",
                        help="each latent dimension's batch-mean KL counts at least NATS ≥ 0 "
-                            "(Kingma et al. 2016; default 0, off)")
+                            "(Kingma et al. 2016; default 0, off); with several stochastic "
+                            "layers one value for all, or one per layer")
     train.add_argument("--objective", metavar="elbo|iwae:K",
                        help="elbo (default) or the importance-weighted bound of K ≥ 1 samples "
                             "(K is checked against this machine's memory)")

@@ -60,6 +60,13 @@ def latent_spec(option: str, text, plain: str, kind: str, most: int) -> int:
     return int(count)
 
 
+def format_free_bits(value) -> str:
+    """``0.5``, or one λ per stochastic layer: ``0.5,0.25``."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}"
+
+
 def format_scale(value: float) -> str:
     """``1/784`` rather than 0.001276 when the scale is the reciprocal of an integer."""
     inverse = 1.0 / value
@@ -102,7 +109,8 @@ class TrainConfig:
     kl_scale: float | None = None   # multiplies the KL; None: the likelihood's natural scale,
                                     # 1/pixels (gaussian: 1/784 for MNIST), 1 (bernoulli)
     beta: float = 1.0               # the KL term times β on top of kl_scale (β-VAE)
-    free_bits: float = 0.0          # λ nats per latent dimension (Kingma et al. 2016); 0: plain KL
+    free_bits: float | tuple[float, ...] = 0.0  # λ nats per latent dimension (Kingma et al.
+                                    # 2016), or one λ per stochastic layer; 0: plain KL
     objective: str = "elbo"         # "elbo" (the lab's) or "iwae:K" (Burda et al. 2015)
     likelihood: str = "gaussian"    # "gaussian": the lab's MSE; "bernoulli": logits + summed BCE
     anneal: str | None = None       # "START:DURATION", the lab's linear KL annealing
@@ -152,9 +160,7 @@ class TrainConfig:
             object.__setattr__(self, "kl_scale", parse_kl_scale(self.kl_scale))
         object.__setattr__(self, "beta", _finite(
             "--beta", self.beta, "a positive finite number (1: the plain KL)", lambda v: v > 0))
-        object.__setattr__(self, "free_bits", _finite(
-            "--free-bits", self.free_bits, "a non-negative finite number of nats (0: off)",
-            lambda v: v >= 0))
+        self._check_free_bits()
         try:
             objective = objectives.parse(self.objective)
         except ValueError as exc:
@@ -224,6 +230,26 @@ class TrainConfig:
         else:
             group = groups[0]
             object.__setattr__(self, "hidden_dim", group[0] if len(group) == 1 else group)
+
+    def _check_free_bits(self) -> None:
+        """λ ≥ 0 nats for every layer, or one λ per stochastic layer."""
+        expected = "a non-negative finite number of nats (0: off)"
+        value = self.free_bits
+        if isinstance(value, (list, tuple)):
+            layers = len(self.latents)
+            if len(value) != layers:
+                raise UsageError(
+                    f"--free-bits {format_free_bits(tuple(value))} gives {len(value)} value(s) "
+                    f"for the {layers} stochastic layer(s) of --latent-dim "
+                    f"{','.join(map(str, self.latents))}; give one λ for every layer, or one "
+                    f"per layer")
+            value = tuple(_finite("--free-bits", v, expected, lambda v: v >= 0) for v in value)
+            value = value[0] if len(value) == 1 else value
+            if isinstance(value, tuple) and not any(value):
+                value = 0.0
+        else:
+            value = _finite("--free-bits", value, expected, lambda v: v >= 0)
+        object.__setattr__(self, "free_bits", value)
 
     def _check_latent_model(self) -> None:
         """The prior and posterior: their spelling, then the combinations with a meaning."""

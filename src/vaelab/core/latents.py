@@ -35,6 +35,8 @@ layers have one (diagonal Gaussians both sides); a flow or a mixture prior has n
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -179,7 +181,15 @@ class LatentStack(Sampling):
 
     def __init__(self, upper=(), activation="tanh", flow_steps=0, flow_width=0, components=0,
                  kl_scale=1 / 784, seed=None, free_bits=0.0, **kwargs):
-        super().__init__(kl_scale=kl_scale, seed=seed, free_bits=free_bits, **kwargs)
+        per_layer = isinstance(free_bits, (list, tuple))
+        super().__init__(kl_scale=kl_scale, seed=seed,
+                         free_bits=max(free_bits) if per_layer else free_bits, **kwargs)
+        if per_layer:
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0
+                   or not math.isfinite(v) for v in free_bits):
+                raise ValueError(f"free_bits must be non-negative finite numbers, received "
+                                 f"{free_bits!r}")
+            self.free_bits = [float(v) for v in free_bits]
         self.upper = [[int(latent), [int(w) for w in widths]] for latent, widths in upper]
         self.activation = activation
         self.flow_steps = int(flow_steps)
@@ -190,6 +200,9 @@ class LatentStack(Sampling):
                              "VampPrior")
         if self.flow_steps and self.flow_width < 1:
             raise ValueError(f"flow_width must be a positive integer, received {flow_width!r}")
+        if per_layer and len(self.free_bits) != self.layer_count:
+            raise ValueError(f"free_bits has {len(self.free_bits)} values for "
+                             f"{self.layer_count} stochastic layers")
         if self.free_bits and not self.factorized:
             raise ValueError("free bits need a KL per dimension, which a flow or a VampPrior "
                              "has not")
@@ -338,13 +351,19 @@ class LatentStack(Sampling):
         prior = tuple(inputs[2:4]) if self.components else None
         eps = self.noise((ops.shape(mean)[0], self.noise_width()), mean.dtype)
         layers = self.draw_layers(mean, log_var, eps, prior)
-        for kl in self.layer_kls(layers):
-            if self.free_bits:
-                value = ops.sum(ops.maximum(ops.mean(kl, axis=0), self.free_bits))
+        for kl, free_bits in zip(self.layer_kls(layers), self.layer_free_bits()):
+            if free_bits:
+                value = ops.sum(ops.maximum(ops.mean(kl, axis=0), free_bits))
             else:
                 value = ops.mean(ops.sum(kl, -1) if len(kl.shape) == 2 else kl)
             self.add_loss(self.kl_weight * self.kl_scale * value)
         return layers[0]["z"]
+
+    def layer_free_bits(self) -> list[float]:
+        """λ of each stochastic layer, bottom-up (0: the plain KL)."""
+        if isinstance(self.free_bits, list):
+            return list(self.free_bits)
+        return [self.free_bits] * self.layer_count
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])

@@ -66,7 +66,7 @@ class VAEModel(ScannedSteps, keras.Model):
                                  f"likelihood needs kl_scale 1, received {sampling.kl_scale:g}")
             if sampling.free_bits:
                 raise ValueError(f"the {objective} objective has no KL term for free bits "
-                                 f"(free_bits={sampling.free_bits:g})")
+                                 f"(free_bits={sampling.free_bits})")
 
     def get_config(self):
         return {**super().get_config(), "likelihood": self.likelihood.name,
