@@ -9,8 +9,10 @@ afresh at every use (each epoch), batch 20, Adam (β₁ 0.9, β₂ 0.999, ε 1e-
 1e-3·10^(−i/7) for 3^i passes, i = 0 … 7 (3 280 passes). Models: the VAE (the ELBO, k = 1),
 and the IWAE with k = 5 and k = 50 (``--objective iwae:K``); and, by name only, the richer
 latent models in the same setting: ``hvae`` (the paper's two stochastic layers, 100 and 50
-units, 200-200 and 100-100 tanh MLPs), ``vamp`` (the one-layer VAE with a VampPrior of 500
-pseudo-inputs) and ``iaf`` (the one-layer VAE with two IAF steps). Each is trained by
+units, 200-200 and 100-100 tanh MLPs), ``vamp`` (the one-layer VAE with a VampPrior of 100
+pseudo-inputs and Tomczak and Welling's KL warm-up over the first 100 passes: without one it
+collapses, ``latent_pilot.py``) and ``iaf`` (the one-layer VAE with two IAF steps). Each is
+trained by
 ``vaelab.training.trainer.train`` (the path of ``vaelab train``) and evaluated by
 ``vaelab.analysis.evaluation.evaluate`` with IWAE k = 5000 on the 10 000 test images (binarized
 once with a fixed seed). ``--passes N`` truncates the schedule to its first N passes (the
@@ -54,7 +56,7 @@ MODELS = {
     "iwae5": {"objective": "iwae:5"},
     "iwae50": {"objective": "iwae:50"},
     "hvae": {"objective": "elbo", "latent_dim": (100, 50), "hidden_dim": ((200, 200), (100, 100))},
-    "vamp": {"objective": "elbo", "prior": f"vamp:{PSEUDO_INPUTS}"},
+    "vamp": {"objective": "elbo", "prior": f"vamp:{PSEUDO_INPUTS}", "anneal": "1:100"},
     "iaf": {"objective": "elbo", "posterior": f"iaf:{FLOW_STEPS}"},
 }
 OBJECTIVES = {model: spec["objective"] for model, spec in MODELS.items()}
@@ -69,7 +71,7 @@ def config_for(model: str, passes: int, seed: int, test_size: int | None) -> Tra
 
 def command(config: TrainConfig, out: Path) -> str:
     hidden = "/".join(",".join(map(str, g)) for g in config.hidden_groups)
-    extra = "".join(f" --{name} {getattr(config, name)}" for name in ("prior", "posterior")
+    extra = "".join(f" --{name} {getattr(config, name)}" for name in ("prior", "posterior", "anneal")
                     if getattr(config, name) != TrainConfig.__dataclass_fields__[name].default)
     return (f"vaelab train --epochs {config.epochs} --batch-size 20 --hidden {hidden} "
             f"--activation tanh --latent-dim {','.join(map(str, config.latents))} "

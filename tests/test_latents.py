@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from vaelab.analysis import bounds
+from vaelab.analysis import bounds, layers
 from vaelab.core import latents
 from vaelab.core.keras_seam import seeded
 from vaelab.core.models import VAE
@@ -142,6 +142,40 @@ def test_the_flow_is_autoregressive_and_its_log_det_is_the_jacobians(steps):
         made = np.asarray(jax.jacfwd(lambda z: head(h2(h1(z))))(z0), np.float64)
         assert np.allclose(np.triu(made), 0)
         assert not np.allclose(np.tril(made, -1), 0)
+
+
+def test_the_flow_returns_z_in_the_encoders_order():
+    """Every other step works reversed; with the second step made the identity (gate 1),
+    two steps give the first step's output, dimension by dimension."""
+    layer = stack(latent=4, flow_steps=2, flow_width=6)
+    randomize(layer, seed=8)
+    h1, h2, m_head, s_head = layer.flow[1]
+    s_head.kernel.assign(np.zeros(s_head.kernel.shape, np.float32))
+    s_head.bias.assign(np.full(s_head.bias.shape, 40.0, np.float32))
+    z0 = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
+    a1, a2, m1, s1 = layer.flow[0]
+    h = a2(a1(z0))
+    gate = 1 / (1 + np.exp(-(to_np(s1(h)) + latents.FLOW_GATE_SHIFT)))
+    expected = gate * z0 + (1 - gate) * to_np(m1(h))
+    np.testing.assert_allclose(to_np(layer._flow(z0)[0]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_active_units_after_a_flow_discount_the_draws_own_noise():
+    """An encoder that ignores its input: every unit is collapsed, whatever the flow does,
+    though the average of 100 draws of z_T still varies by more than 0.01 (the threshold)
+    over the images."""
+    with seeded(0):
+        vae = build_vae(12, (6,), 8, 1.0, seed=0, likelihood="bernoulli", flow_steps=2)
+    randomize(vae.sampling, seed=2, scale=0.3)
+    for name, bias in (("z_mean", 0.0), ("z_log_var", 2.0)):
+        head = vae.encoder.get_layer(name)
+        head.kernel.assign(np.zeros(head.kernel.shape, np.float32))
+        head.bias.assign(np.full(head.bias.shape, bias, np.float32))
+    x = (np.random.default_rng(0).random((400, 12)) > 0.5).astype(np.float32)
+    stats = layers.layer_statistics(vae, x, samples=100)[0]
+    # Uncorrected, the draws' own noise would make most units look active.
+    assert np.sum(stats["means"].var(axis=0) > 0.01) >= 4
+    assert stats["active_units"] == 0
 
 
 def test_made_degrees_and_masks():
@@ -316,3 +350,47 @@ def test_prior_draws_go_top_down_or_pick_a_component():
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(plain.prior_draws(6, np.random.default_rng(5)),
                                   np.random.default_rng(5).standard_normal((6, 3)))
+
+
+# ------------------------------------------------ the IWAE objective with these models
+
+
+@pytest.mark.parametrize("kwargs", [dict(upper=[(2, (4,))]), dict(components=3, flow_steps=2)])
+def test_training_and_evaluation_compute_the_same_log_weights(kwargs):
+    """The IWAE loss's log-weights (objectives.log_weights, every layer through the decoder)
+    and evaluation's (the Gaussian square expanded around the decoder's last layer)."""
+    from vaelab.core import likelihoods, objectives
+
+    with seeded(5):
+        vae = build_vae(12, (6,), 3, 1 / 12, seed=0, likelihood="gaussian", activation="tanh",
+                        **kwargs)
+    randomize(vae.sampling, seed=6, scale=0.3)
+    rng = np.random.default_rng(7)
+    x = rng.random((5, 12)).astype(np.float32)
+    eps = rng.standard_normal((5, 4, bounds.noise_width(vae))).astype(np.float32)
+    mean, log_var = vae.encode(x)
+    gaussian = likelihoods.get("gaussian")
+    variance = gaussian.variance(12, 1 / 12)
+    trained = to_np(objectives.log_weights(vae.decoder, gaussian, variance, x, mean, log_var,
+                                           eps, None, vae.sampling,
+                                           vae.model.prior_components())[0])
+    model = bounds._log_weight_model(vae, gaussian, variance)
+    assert model.layers[-1].last is not None  # the expanded path
+    evaluated = model.predict_on_batch([x, mean, log_var, eps])
+    np.testing.assert_allclose(evaluated, trained, rtol=1e-4, atol=1e-3)
+
+
+def test_iwae_training_of_two_layers_reports_each_layer():
+    x = (np.random.default_rng(0).random((32, 12)) > 0.5).astype(np.float32)
+    with seeded(0):
+        vae = build_vae(12, (6,), 3, 1.0, seed=0, likelihood="bernoulli", activation="tanh",
+                        upper=[(2, (4,))], objective="iwae:4")
+    vae.model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = {k: v[0] for k, v in vae.model.fit(x, batch_size=16, epochs=1,
+                                                 verbose=0).history.items()}
+    assert history["kl_loss"] == pytest.approx(history["kl_loss_1"] + history["kl_loss_2"],
+                                               rel=1e-5)
+    assert history["loss"] == pytest.approx(history["reconstruction_loss"] + history["kl_loss"]
+                                            - history["importance_gain"], rel=1e-5)
+    assert history["importance_gain"] > 0 and history["iwae_bound"] == pytest.approx(
+        -history["loss"], rel=1e-6)

@@ -47,6 +47,18 @@ def noise_width(vae) -> int:
     return latents.noise_width(vae.sampling, int(vae.encoder.outputs[0].shape[-1]))
 
 
+MIXTURE_FLOATS = 2**25  # a VampPrior's (rows, K, L) differences per chunk: 128 MB
+
+
+def _rows(vae, max_rows: int) -> int:
+    """``max_rows``, or fewer for a VampPrior, whose density forms a (rows, K, L) array."""
+    components = getattr(vae.sampling, "components", 0)
+    if not components:
+        return max_rows
+    latent = int(vae.encoder.outputs[0].shape[-1])
+    return max(1, min(max_rows, MIXTURE_FLOATS // (components * latent)))
+
+
 def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
     se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
     return float(values.mean()), float(se)
@@ -70,7 +82,8 @@ def elbo(vae, x: np.ndarray, likelihood="gaussian", variance: float = 0.5,
         for start in range(0, len(x), batch_size):
             xb = np.asarray(x[start:start + batch_size], np.float64)
             lb = None if labels is None else labels[start:start + batch_size]
-            chunks = list(iwae_log_weights_chunks(model, vae, xb, samples, rng, 10_000, lb))
+            chunks = list(iwae_log_weights_chunks(model, vae, xb, samples, rng,
+                                                  _rows(vae, 10_000), lb))
             per_image.append(np.concatenate(chunks).mean(axis=0))
         return _mean_and_se(np.concatenate(per_image))
     per_image = []
@@ -218,7 +231,7 @@ def iwae_nll(vae, x: np.ndarray, k: int, likelihood="gaussian", variance: float 
         running_max = np.full(len(xb), -np.inf)
         running_sum = np.zeros(len(xb))
         used = 0
-        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, max_rows, lb):
+        for log_w in iwae_log_weights_chunks(model, vae, xb, k, rng, _rows(vae, max_rows), lb):
             new_max = np.maximum(running_max, log_w.max(axis=0))
             running_sum = (running_sum * np.exp(running_max - new_max)
                            + np.exp(log_w - new_max).sum(axis=0))

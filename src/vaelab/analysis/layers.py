@@ -6,7 +6,10 @@ For each stochastic layer ``i``, over the images ``x``:
   upper layer of a hierarchy the average over ``samples`` draws of the layer below of its
   posterior mean ``μ_i(z_{i−1})`` (no noise of the layer's own); after a flow the average
   of ``samples`` draws of ``z_T``;
-- active units (Burda et al.): dimensions whose ``Var_x(E_q[z_i | x])`` exceeds 0.01;
+- active units (Burda et al.): dimensions whose ``Var_x(E_q[z_i | x])`` exceeds 0.01, the
+  variance of the ``samples``-draw averages less their own Monte Carlo variance (the mean
+  over images of ``Var_s / samples``: 0.01 for a collapsed unit after a flow at 100 draws,
+  the threshold itself);
 - the KL, ``E_q[log q_i − log p_i]`` in nats per image, by the ``samples`` draws (every
   layer's, so that they add up to the model's KL), and per dimension where the layer is
   factorized (no flow, no mixture prior).
@@ -43,6 +46,7 @@ def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
                                       eps, prior)
         if means_out is None:
             means_out = [[] for _ in layers]
+            noise = [0.0 for _ in layers]
             kl_sums = [0.0 for _ in layers]
             kl_dims = [0.0 if "log_p_d" in layer and "log_q_d" in layer else None
                        for layer in layers]
@@ -51,7 +55,11 @@ def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
                 means_out[i].append(np.asarray(mean, np.float64))
             else:
                 key = "mean" if "mean" in layer else "z"
-                means_out[i].append(_np(layer[key]).mean(axis=1))
+                draws = _np(layer[key])                                  # (b, samples, L_i)
+                means_out[i].append(draws.mean(axis=1))
+                # The average of S draws varies by Var_s/S around E_q: summed here, taken
+                # off the variance over images below.
+                noise[i] = noise[i] + (draws.var(axis=1, ddof=1) / samples).sum(axis=0)
             ratio = _np(layer["log_q"]) - _np(layer["log_p"])
             kl_sums[i] += ratio.mean(axis=1).sum()
             if kl_dims[i] is not None:
@@ -60,10 +68,11 @@ def layer_statistics(vae, x: np.ndarray, samples: int = 100, seed: int = 0,
     result = []
     for i in range(len(means_out)):
         means = np.concatenate(means_out[i])
+        spread = means.var(axis=0) - np.asarray(noise[i]) / len(x)
         result.append({
             "latent": int(means.shape[1]),
             "means": means,
-            "active_units": metrics.active_units(means, threshold),
+            "active_units": int(np.sum(spread > threshold)),
             "kl": float(kl_sums[i] / len(x)),
             "kl_per_dimension": (None if kl_dims[i] is None
                                  else [float(v) for v in kl_dims[i] / len(x)]),

@@ -239,7 +239,7 @@ class TrainConfig:
             layers = len(self.latents)
             if len(value) != layers:
                 raise UsageError(
-                    f"--free-bits {format_free_bits(tuple(value))} gives {len(value)} value(s) "
+                    f"--free-bits {','.join(map(str, value))} gives {len(value)} value(s) "
                     f"for the {layers} stochastic layer(s) of --latent-dim "
                     f"{','.join(map(str, self.latents))}; give one λ for every layer, or one "
                     f"per layer")

@@ -2,8 +2,8 @@
 
 :class:`LatentStack` takes the place of the lab's :class:`~vaelab.core.layers.Sampling`
 layer between the encoder (``x → [mean, log_var]`` of the first layer) and the decoder
-(``z₁ → x̂``). It holds one of three richer latent models, or the first two together
-with none of the third:
+(``z₁ → x̂``). It holds a hierarchy of stochastic layers, or one layer with a flow, a
+VampPrior or both:
 
 - **two or more stochastic layers** (Burda et al. 2015, section 5): inference bottom-up,
   ``q(z₁|x) q(z₂|z₁) …``, each upper posterior a diagonal Gaussian computed from the layer
@@ -13,10 +13,11 @@ with none of the third:
 - **an inverse autoregressive flow** on the posterior (Kingma et al. 2016): ``z₀ ~ q(z|x)``,
   then per step ``[m, s] = MADE(z)``, ``σ = sigmoid(s + 1)``, ``z ← σ ⊙ z + (1 − σ) ⊙ m``,
   and ``log q(z_T|x) = log q(z₀|x) − Σ_t Σ_d log σ_{t,d}``; the order of the dimensions
-  is reversed between steps;
+  is reversed between steps (and z_T put back in the encoder's order);
 - **the VampPrior** (Tomczak & Welling 2018): ``p(z) = (1/K) Σ_k q(z|u_k)``, the encoder's
-  posteriors at K learned pseudo-inputs (:class:`PseudoInputs`), given to the layer as its
-  third and fourth inputs ``[prior_means (K, L), prior_log_vars (K, L)]``.
+  Gaussian posteriors at K learned pseudo-inputs (:class:`PseudoInputs`; with a flow, the
+  Gaussians before it), given to the layer as its third and fourth inputs
+  ``[prior_means (K, L), prior_log_vars (K, L)]``.
 
 Each stochastic layer ``i`` contributes ``log p_i − log q_i`` to a log importance weight
 (:meth:`LatentStack.transform`). In the ELBO (the layer's ``call``) the KL term of layer
@@ -61,16 +62,14 @@ def log_standard_normal(z):
 def log_mixture(z, means, log_vars):
     """``log (1/K) Σ_k N(z; means[k], diag exp(log_vars[k]))``: ``z (..., L)`` → ``(...)``.
 
-    The squared distances come from matrix products, ``Σ_d z_d²/σ²_kd − 2 z_d μ_kd/σ²_kd +
-    μ_kd²/σ²_kd``, so that no ``(..., K, L)`` array is formed (an evaluation chunk of
-    10 000 rows and 500 components would need 1 GB for it).
+    The squared distances are formed from the differences ``z − μ_k`` (an ``(N, K, L)``
+    array): expanding the square into matrix products cancels badly in float32 once the
+    components are narrow (σ² ≈ 1e-3 already costs 0.01 nats). Evaluation keeps its
+    chunks small enough for that array (:func:`vaelab.analysis.bounds.iwae_nll`).
     """
-    precision = ops.exp(-log_vars)                                          # (K, L)
     shape = ops.shape(z)
-    flat = ops.reshape(z, (-1, shape[-1]))                                  # (N, L)
-    square = (ops.matmul(ops.square(flat), ops.transpose(precision))
-              - 2 * ops.matmul(flat, ops.transpose(means * precision))
-              + ops.sum(ops.square(means) * precision, -1))                 # (N, K)
+    flat = ops.reshape(z, (-1, 1, shape[-1]))                               # (N, 1, L)
+    square = ops.sum(ops.square(flat - means) * ops.exp(-log_vars), -1)      # (N, K)
     log_components = -0.5 * (shape[-1] * LOG_2PI + ops.sum(log_vars, -1) + square)
     k = ops.shape(means)[0]
     log_p = ops.logsumexp(log_components, axis=-1) - ops.log(ops.cast(k, z.dtype))
@@ -203,7 +202,7 @@ class LatentStack(Sampling):
         if per_layer and len(self.free_bits) != self.layer_count:
             raise ValueError(f"free_bits has {len(self.free_bits)} values for "
                              f"{self.layer_count} stochastic layers")
-        if self.free_bits and not self.factorized:
+        if any(self.layer_free_bits()) and not self.factorized:
             raise ValueError("free bits need a KL per dimension, which a flow or a VampPrior "
                              "has not")
 
@@ -275,7 +274,9 @@ class LatentStack(Sampling):
         return mean_head(h), log_var_head(h)
 
     def _flow(self, z):
-        """``(z_T, Σ log σ)`` of the IAF steps: ``(..., L)`` → ``(..., L), (...)``."""
+        """``(z_T, Σ log σ)`` of the IAF steps: ``(..., L)`` → ``(..., L), (...)``. Every
+        other step works on the dimensions in reverse order; z_T comes back in the
+        encoder's order."""
         log_det = ops.zeros(ops.shape(z)[:-1], dtype=z.dtype)
         for t, (h1, h2, m_head, s_head) in enumerate(self.flow):
             if t:
@@ -284,7 +285,14 @@ class LatentStack(Sampling):
             gate = ops.sigmoid(s_head(h) + FLOW_GATE_SHIFT)
             z = gate * z + (1 - gate) * m_head(h)
             log_det = log_det + ops.sum(ops.log(gate), -1)
+        if len(self.flow) % 2 == 0 and self.flow:
+            z = ops.flip(z, axis=-1)  # an odd number of reversals: undo the last
         return z, log_det
+
+    def mean_point(self, mean):
+        """The decoder input a reconstruction from the encoder's mean uses: the mean itself,
+        or after a flow the flow of it (z₀ = mean, no noise)."""
+        return self._flow(ops.convert_to_tensor(mean))[0] if self.flow_steps else mean
 
     def draw_layers(self, mean, log_var, eps, prior=None) -> list[dict]:
         """Every stochastic layer of one draw per row of ``eps``, bottom-up.
