@@ -237,64 +237,19 @@ def conv_floor(dataset, batch: int, latent: int, validation_batch: int):
     return epoch
 
 
-def part_iwae_training(args) -> dict:
-    """IWAE-K training epochs (Burda et al.'s model, batch 20) against the plain-JAX IWAE floor."""
+def _binarized_floor(config, dataset, params, train_epoch, epochs: int) -> dict:
+    """vaelab's epochs of ``config`` interleaved with the plain-JAX floor's
+    ``train_epoch(params, opt, batches, key)`` on the same images at batch 20, each floor
+    epoch binarizing its images afresh (in its time), as vaelab's feed does."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    sys.path.insert(0, str(HERE))
-    from floor import adam_init, init_burda, train_epoch_iwae
+    from floor import adam_init
 
-    TrainConfig, load_dataset = load()
-    results = {}
-    for k in (5, 50):
-        config = TrainConfig(batch_size=20, hidden_dim=(200, 200), activation="tanh",
-                             latent_dim=50, likelihood="bernoulli", objective=f"iwae:{k}",
-                             adam_epsilon=1e-4, train_size=args.iwae_train_images,
-                             test_size=1000)
-        dataset = load_dataset(config)
-        x = dataset.x_train
-        steps = len(x) // 20
-        state = {"params": init_burda(jax.random.PRNGKey(0))}
-        state["opt"] = adam_init(state["params"])
-        floor_seconds = []
-
-        def floor_epoch(epoch):
-            rng = np.random.default_rng([1, epoch])
-            started = time.perf_counter()
-            order = rng.permutation(len(x))[:steps * 20]
-            binary = (rng.random((steps * 20, x.shape[1]), dtype=np.float32) < x[order])
-            batches = jnp.asarray(binary.astype(np.float32).reshape(steps, 20, -1))
-            state["params"], state["opt"], loss = train_epoch_iwae(
-                state["params"], state["opt"], batches, jax.random.PRNGKey(epoch), k=k)
-            loss.block_until_ready()
-            floor_seconds.append(time.perf_counter() - started)
-
-        seconds, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=floor_epoch)
-        results[f"k_{k}"] = against_floor(seconds, floor_seconds)
-    return results
-
-
-def part_two_layer_training(args) -> dict:
-    """The two-layer VAE's training epoch (Burda et al.'s 100-50 model, ELBO, batch 20)
-    against its plain-JAX floor (``floor.train_epoch_two_layer``), as ``iwae_training``."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    sys.path.insert(0, str(HERE))
-    from floor import adam_init, init_two_layer, train_epoch_two_layer
-
-    TrainConfig, load_dataset = load()
-    config = TrainConfig(batch_size=20, hidden_dim=((200, 200), (100, 100)), activation="tanh",
-                         latent_dim=(100, 50), likelihood="bernoulli", adam_epsilon=1e-4,
-                         train_size=args.iwae_train_images, test_size=1000)
-    dataset = load_dataset(config)
     x = dataset.x_train
     steps = len(x) // 20
-    state = {"params": init_two_layer(jax.random.PRNGKey(0))}
-    state["opt"] = adam_init(state["params"])
+    state = {"params": params, "opt": adam_init(params)}
     floor_seconds = []
 
     def floor_epoch(epoch):
@@ -303,13 +258,51 @@ def part_two_layer_training(args) -> dict:
         order = rng.permutation(len(x))[:steps * 20]
         binary = (rng.random((steps * 20, x.shape[1]), dtype=np.float32) < x[order])
         batches = jnp.asarray(binary.astype(np.float32).reshape(steps, 20, -1))
-        state["params"], state["opt"], loss = train_epoch_two_layer(
+        state["params"], state["opt"], loss = train_epoch(
             state["params"], state["opt"], batches, jax.random.PRNGKey(epoch))
         loss.block_until_ready()
         floor_seconds.append(time.perf_counter() - started)
 
-    seconds, _ = vaelab_epochs(config, dataset, args.epochs + 1, between=floor_epoch)
+    seconds, _ = vaelab_epochs(config, dataset, epochs, between=floor_epoch)
     return against_floor(seconds, floor_seconds)
+
+
+def part_iwae_training(args) -> dict:
+    """IWAE-K training epochs (Burda et al.'s model, batch 20) against the plain-JAX IWAE floor."""
+    import functools
+
+    import jax
+
+    sys.path.insert(0, str(HERE))
+    from floor import init_burda, train_epoch_iwae
+
+    TrainConfig, load_dataset = load()
+    results = {}
+    for k in (5, 50):
+        config = TrainConfig(batch_size=20, hidden_dim=(200, 200), activation="tanh",
+                             latent_dim=50, likelihood="bernoulli", objective=f"iwae:{k}",
+                             adam_epsilon=1e-4, train_size=args.iwae_train_images,
+                             test_size=1000)
+        results[f"k_{k}"] = _binarized_floor(
+            config, load_dataset(config), init_burda(jax.random.PRNGKey(0)),
+            functools.partial(train_epoch_iwae, k=k), args.epochs + 1)
+    return results
+
+
+def part_two_layer_training(args) -> dict:
+    """The two-layer VAE's training epoch (Burda et al.'s 100-50 model, ELBO, batch 20)
+    against its plain-JAX floor (``floor.train_epoch_two_layer``), as ``iwae_training``."""
+    import jax
+
+    sys.path.insert(0, str(HERE))
+    from floor import init_two_layer, train_epoch_two_layer
+
+    TrainConfig, load_dataset = load()
+    config = TrainConfig(batch_size=20, hidden_dim=((200, 200), (100, 100)), activation="tanh",
+                         latent_dim=(100, 50), likelihood="bernoulli", adam_epsilon=1e-4,
+                         train_size=args.iwae_train_images, test_size=1000)
+    return _binarized_floor(config, load_dataset(config), init_two_layer(jax.random.PRNGKey(0)),
+                            train_epoch_two_layer, args.epochs + 1)
 
 
 def part_scaling(args) -> dict:

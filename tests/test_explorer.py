@@ -31,6 +31,17 @@ def require(condition, what):
         pytest.skip(f"{what} is missing; `make test` installs it")
 
 
+def run_in_node(tmp_path, vae, x, z, labels) -> dict:
+    """The page's encoder on ``x`` and decoder on ``z``, run by tests/explorer_numeric.js."""
+    case = {"model": explorer.model_spec(vae), "x": x.tolist(), "z": z.tolist(),
+            "labels": labels}
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_numeric.js"),
+                           str(explorer.CORE_JS), str(tmp_path / "case.json")],
+                          capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("likelihood,hidden,activation,model,classes", [
     ("gaussian", 64, "relu", "mlp", 0), ("bernoulli", 64, "relu", "mlp", 0),
     ("gaussian", (48, 24), "tanh", "mlp", 0), ("bernoulli", (32, 16, 8), "gelu", "mlp", 0),
@@ -48,13 +59,7 @@ def test_javascript_forward_passes_match_keras(tmp_path, likelihood, hidden, act
     x = rng.random((4, 784)).astype(np.float32)
     z = rng.normal(size=(4, 5)).astype(np.float32)
     labels = [3, 0, 7, 9] if classes else None
-    case = {"model": explorer.model_spec(vae), "x": x.tolist(), "z": z.tolist(),
-            "labels": labels}
-    (tmp_path / "case.json").write_text(json.dumps(case))
-    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_numeric.js"),
-                           str(explorer.CORE_JS), str(tmp_path / "case.json")],
-                          capture_output=True, text=True, check=True, timeout=120)
-    js = json.loads(done.stdout)
+    js = run_in_node(tmp_path, vae, x, z, labels)
     mean, log_var = vae.encode(x, labels=labels)
     decoded = vae.decode(z, labels=labels)
     assert np.abs(np.array(js["mean"]) - mean).max() <= 1e-4
@@ -75,13 +80,7 @@ def test_javascript_runs_the_top_layer_of_a_hierarchy(tmp_path, model, classes, 
     x = rng.random((4, 784)).astype(np.float32)
     top = rng.normal(size=(4, upper[-1][0])).astype(np.float32)
     labels = [3, 0, 7, 9] if classes else None
-    case = {"model": explorer.model_spec(vae), "x": x.tolist(), "z": top.tolist(),
-            "labels": labels}
-    (tmp_path / "case.json").write_text(json.dumps(case))
-    done = subprocess.run(["node", str(ROOT / "tests" / "explorer_numeric.js"),
-                           str(explorer.CORE_JS), str(tmp_path / "case.json")],
-                          capture_output=True, text=True, check=True, timeout=120)
-    js = json.loads(done.stdout)
+    js = run_in_node(tmp_path, vae, x, top, labels)
     mean, log_var = vae.encode(x, labels=labels)
     for net in vae.sampling.up_nets:
         mean, log_var = (np.asarray(v) for v in LatentStack._run_gaussian_net(net, mean))

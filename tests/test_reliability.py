@@ -65,18 +65,26 @@ def test_sigkill_then_resume_of_an_iwae_run_with_burdas_schedule(tmp_path, data_
         return [*small[:small.index("--out")], "--out", str(out),
                 *small[small.index("--out") + 2:], *extra]
 
+    killed, straight = kill_resume_and_compare(tmp_path, args)
+    uninterrupted = runs.read_history_csv(straight / "history.csv")
+    assert {"iwae_bound", "importance_gain", "learning_rate"} <= set(uninterrupted)
+
+
+def kill_resume_and_compare(tmp_path, args):
+    """A run of ``args(out)`` killed mid-epoch 3, resumed, then the same run uninterrupted:
+    the same weights and history. Returns both folders."""
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     done = subprocess.run([sys.executable, "-c", KILLER, *args(killed)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert cli.main(["train", "--resume", str(killed), "--quiet"]) == 0
     assert cli.main(args(straight)) == 0
     for a, b in zip(saved_weights(killed), saved_weights(straight), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
-    assert {"iwae_bound", "importance_gain", "learning_rate"} <= set(uninterrupted)
     for key in uninterrupted:
         np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
+    return killed, straight
 
 
 @pytest.mark.parametrize("extra", [
@@ -94,17 +102,7 @@ def test_sigkill_then_resume_of_richer_latent_models(tmp_path, data_dir, extra):
         return [*small[:small.index("--out")], "--out", str(out),
                 *small[small.index("--out") + 2:], *extra]
 
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
-    done = subprocess.run([sys.executable, "-c", KILLER, *args(killed)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    assert cli.main(["train", "--resume", str(killed), "--quiet"]) == 0
-    assert cli.main(args(straight)) == 0
-    for a, b in zip(saved_weights(killed), saved_weights(straight), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
-    for key in uninterrupted:
-        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
+    killed, straight = kill_resume_and_compare(tmp_path, args)
     metrics, expected = (runs.read_json(d / "metrics.json") for d in (killed, straight))
     assert metrics["resumed_at_epoch"] == 3
     for key in ("test_mse", "test_kl", "active_units", "output_std", "layers"):

@@ -40,15 +40,22 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
 
 
-def _floats(text: str) -> float | tuple[float, ...]:
-    """A number, or numbers separated by commas (one per stochastic layer)."""
-    try:
-        values = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number, or one per stochastic layer separated by commas, received "
-            f"{text!r}") from None
-    return values[0] if len(values) == 1 else values
+def _per_layer(convert, expected: str):
+    """An argument type: one value, or values separated by commas (one per stochastic
+    layer); a tuple for several."""
+    def parse(text: str):
+        try:
+            values = tuple(convert(p) for p in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}, or one per stochastic layer separated by commas"
+                f"{' (e.g. 32 or 100,50)' if convert is int else ''}, received {text!r}") from None
+        return values[0] if len(values) == 1 else values
+    return parse
+
+
+_floats = _per_layer(float, "a number")
+_latents = _per_layer(int, "a positive integer")
 
 
 def _path(text: str) -> str:
@@ -71,17 +78,6 @@ def _widths(text: str) -> tuple[int, ...]:
             f"one group per stochastic layer separated by '/' (200,200/100,100), received "
             f"{text!r}")
     return groups[0] if len(groups) == 1 else groups
-
-
-def _latents(text: str) -> int | tuple[int, ...]:
-    """``--latent-dim 32`` or ``100,50`` (one width per stochastic layer, bottom-up)."""
-    try:
-        widths = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, or one per stochastic layer separated by commas "
-            f"(e.g. 32 or 100,50), received {text!r}") from None
-    return widths[0] if len(widths) == 1 else widths
 
 
 class _Parser(argparse.ArgumentParser):

@@ -82,6 +82,16 @@ def _positive_int(name: str, value, allow_none: bool = False) -> None:
         raise UsageError(f"{name} must be a positive integer, received {value!r}")
 
 
+def _check_widths(option: str, widths, most: int, what: str, example: str) -> None:
+    """``widths``: 1 to ``most`` positive integers; else ``UsageError`` naming ``option``."""
+    if not widths:
+        raise UsageError(f"{option} needs at least one width, e.g. {example}")
+    for width in widths:
+        _positive_int(f"{option} widths", width)
+    if len(widths) > most:
+        raise UsageError(f"{option} takes at most {most} widths {what}, received {len(widths)}")
+
+
 def _finite(name: str, value, expected: str, allowed) -> float:
     """``value`` as a float if it is a finite number passing ``allowed``; else ``UsageError``."""
     if (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -190,13 +200,8 @@ class TrainConfig:
         of one MLP, or (several layers) one group of widths per layer."""
         latent = self.latent_dim
         if isinstance(latent, (list, tuple)):
-            if not latent:
-                raise UsageError("--latent-dim needs at least one width, e.g. 32 or 100,50")
-            for width in latent:
-                _positive_int("--latent-dim widths", width)
-            if len(latent) > MAX_LATENT_LAYERS:
-                raise UsageError(f"--latent-dim takes at most {MAX_LATENT_LAYERS} widths "
-                                 f"(stochastic layers), received {len(latent)}")
+            _check_widths("--latent-dim", latent, MAX_LATENT_LAYERS, "(stochastic layers)",
+                          "32 or 100,50")
             latent = latent[0] if len(latent) == 1 else tuple(latent)
             object.__setattr__(self, "latent_dim", latent)
         else:
@@ -210,13 +215,8 @@ class TrainConfig:
                              f"layer, received {hidden!r}")
         groups = groups if nested else [tuple(groups)]
         for group in groups:
-            if not group:
-                raise UsageError("--hidden needs at least one width, e.g. 512 or 200,200")
-            for width in group:
-                _positive_int("--hidden widths", width)
-            if len(group) > MAX_HIDDEN_LAYERS:
-                raise UsageError(f"--hidden takes at most {MAX_HIDDEN_LAYERS} widths (hidden "
-                                 f"layers) per group, received {len(group)}")
+            _check_widths("--hidden", group, MAX_HIDDEN_LAYERS, "(hidden layers) per group",
+                          "512 or 200,200")
         layers = len(self.latents)
         if len(groups) != layers:
             spelled = "/".join(",".join(map(str, g)) for g in groups)
