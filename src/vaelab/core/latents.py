@@ -277,6 +277,7 @@ class LatentStack(Sampling):
         """``(z_T, Σ log σ)`` of the IAF steps: ``(..., L)`` → ``(..., L), (...)``. Every
         other step works on the dimensions in reverse order; z_T comes back in the
         encoder's order."""
+        z = ops.convert_to_tensor(z)
         log_det = ops.zeros(ops.shape(z)[:-1], dtype=z.dtype)
         for t, (h1, h2, m_head, s_head) in enumerate(self.flow):
             if t:
@@ -292,7 +293,7 @@ class LatentStack(Sampling):
     def mean_point(self, mean):
         """The decoder input a reconstruction from the encoder's mean uses: the mean itself,
         or after a flow the flow of it (z₀ = mean, no noise)."""
-        return self._flow(ops.convert_to_tensor(mean))[0] if self.flow_steps else mean
+        return self._flow(mean)[0] if self.flow_steps else mean
 
     def draw_layers(self, mean, log_var, eps, prior=None) -> list[dict]:
         """Every stochastic layer of one draw per row of ``eps``, bottom-up.
