@@ -29,7 +29,6 @@ import math
 from keras import ops
 
 from vaelab.core import latents
-from vaelab.core.likelihoods import LOG_2PI
 
 
 class ELBO:
@@ -65,17 +64,6 @@ def parse(text) -> ELBO | IWAE:
             or k != str(int(k))):
         raise ValueError(expected)
     return IWAE(int(k))
-
-
-def log_prior_and_posterior(z, log_var, eps):
-    """``(log p(z), log q(z|x))`` for ``z = mean + exp(log_var/2)·eps``: ``(B, K, L) -> (B, K)`` each.
-
-    ``log q(z|x) = −½ Σ (log 2π + log σ² + ε²)``, ``log p(z) = −½ Σ (log 2π + z²)``;
-    ``log_var`` is ``(B, 1, L)`` or broadcasts to ``z``.
-    """
-    log_pz = -0.5 * ops.sum(LOG_2PI + ops.square(z), -1)
-    log_qz = -0.5 * ops.sum(LOG_2PI + log_var + ops.square(eps), -1)
-    return log_pz, log_qz
 
 
 def log_weights(decode, likelihood, variance, x, mean, log_var, eps, label=None,
