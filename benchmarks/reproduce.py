@@ -62,16 +62,18 @@ MODELS = {
 OBJECTIVES = {model: spec["objective"] for model, spec in MODELS.items()}
 
 
-def config_for(model: str, passes: int, seed: int, test_size: int | None) -> TrainConfig:
+def config_for(model: str, passes: int, seed: int, test_size: int | None,
+               output_bias: str = "zero") -> TrainConfig:
     settings = {"hidden_dim": (200, 200), "latent_dim": 50, **MODELS[model]}
     return TrainConfig(epochs=passes, batch_size=20, activation="tanh",
                        likelihood="bernoulli", lr_schedule="burda", adam_epsilon=1e-4,
-                       seed=seed, test_size=test_size, **settings)
+                       seed=seed, test_size=test_size, output_bias=output_bias, **settings)
 
 
 def command(config: TrainConfig, out: Path) -> str:
     hidden = "/".join(",".join(map(str, g)) for g in config.hidden_groups)
-    extra = "".join(f" --{name} {getattr(config, name)}" for name in ("prior", "posterior", "anneal")
+    extra = "".join(f" --{name.replace('_', '-')} {getattr(config, name)}"
+                    for name in ("prior", "posterior", "anneal", "output_bias")
                     if getattr(config, name) != TrainConfig.__dataclass_fields__[name].default)
     return (f"vaelab train --epochs {config.epochs} --batch-size 20 --hidden {hidden} "
             f"--activation tanh --latent-dim {','.join(map(str, config.latents))} "
@@ -88,6 +90,9 @@ def main() -> None:
                         help=f"passes over the training set (the full schedule: {FULL_PASSES})")
     parser.add_argument("--k", type=int, default=5000, help="IWAE samples of the evaluation")
     parser.add_argument("--test-size", type=int, default=None, help="test images (all 10 000)")
+    parser.add_argument("--output-bias", choices=["zero", "data"], default="zero",
+                        help="the decoder's output bias at the start: zero (Keras') or data "
+                             "(the logit of the training mean pixel, as Burda et al.'s code)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--json", default=None)
@@ -97,7 +102,7 @@ def main() -> None:
 
     rows = []
     for model in args.models:
-        config = config_for(model, args.passes, args.seed, args.test_size)
+        config = config_for(model, args.passes, args.seed, args.test_size, args.output_bias)
         run_dir = Path(args.out) / model
         started = time.perf_counter()
         train(config, run_dir, overwrite=True, verbose=True)

@@ -161,6 +161,9 @@ def test_objective_combinations_without_a_meaning(tmp_path, data_dir, capsys, ex
     (["--latent-dim", "4,2", "--hidden", "8/8", "--free-bits", "0.5,-1"],
      "--free-bits must be a non-negative finite number of nats (0: off), received -1.0"),
     (["--free-bits", "0.5,x"], "--free-bits: expected a number, or one per stochastic layer"),
+    (["--output-bias", "data", "--model", "conv"], "--output-bias data needs --model mlp: the "
+                                                   "conv decoder's output layer has one bias "
+                                                   "for all pixels, not one per pixel"),
 ])
 def test_latent_models_that_do_not_fit(tmp_path, data_dir, capsys, extra, message):
     """Layer lists that do not fit, counts out of range, combinations without a meaning."""

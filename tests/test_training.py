@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import json
 import struct
@@ -208,3 +209,32 @@ def test_a_run_that_fails_before_its_first_checkpoint_does_not_block_the_same_co
     assert runs.is_empty_run_dir(tmp_path / "run")  # config.json gone, the lock file only
     monkeypatch.setattr(trainer, "new_vae", original)
     assert train(config, tmp_path / "run", verbose=False)["complete"] is True
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_output_bias_data_starts_the_decoder_at_the_mean_image(likelihood):
+    """--output-bias data: the output layer's bias is the logit of the clipped mean pixel
+    (Bernoulli) or the mean pixel (Gaussian); every other initial weight is the zero start's."""
+    from vaelab.training.trainer import new_vae
+
+    images = np.random.default_rng(3).random((50, 784)).astype(np.float32)
+    images[:, :4] = [0.0, 1.0, 0.0005, 0.5]  # clipped, clipped, clipped, logit 0
+    config = TrainConfig(hidden_dim=(16, 8), latent_dim=3, likelihood=likelihood)
+    zero = new_vae(config, 784)
+    data = new_vae(dataclasses.replace(config, output_bias="data"), 784, images)
+    mean = images.astype(np.float64).mean(0)
+    if likelihood == "bernoulli":
+        p = np.clip(mean, 1e-3, 1 - 1e-3)
+        expected = np.log(p / (1 - p))
+        np.testing.assert_allclose(expected[:4], [-6.9068, 6.9068, -6.9068, 0.0], atol=1e-4)
+    else:
+        expected = mean
+    bias = np.asarray(data.decoder.layers[-1].bias)
+    np.testing.assert_allclose(bias, expected, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(zero.decoder.layers[-1].bias), bias)
+    rest = lambda vae: [np.asarray(w) for w in vae.model.weights if w is not  # noqa: E731
+                        vae.decoder.layers[-1].bias]
+    for a, b in zip(rest(zero), rest(data), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="--output-bias data needs the training images"):
+        new_vae(dataclasses.replace(config, output_bias="data"), 784)

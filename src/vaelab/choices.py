@@ -18,6 +18,7 @@ ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "si
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 LEARNING_RATE_SCHEDULES = ("burda",)
+OUTPUT_BIASES = ("zero", "data")  # the decoder output bias at the start (--output-bias)
 DATASETS = ("mnist", "fashion-mnist")
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TUTORIAL_FORMATS = ("both", "ipynb", "py")

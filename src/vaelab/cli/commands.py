@@ -61,7 +61,7 @@ def _default_out(prefix: str = "runs") -> str:
 
 TRAIN_OPTIONS = ("epochs", "batch_size", "model", "conditional", "hidden_dim", "activation", "latent_dim", "prior", "posterior", "kl_scale",
                  "beta", "free_bits", "objective", "likelihood", "dataset", "anneal",
-                 "schedule", "learning_rate", "lr_schedule", "adam_epsilon", "seed", "data_dir", "train_size", "test_size",
+                 "schedule", "learning_rate", "lr_schedule", "adam_epsilon", "output_bias", "seed", "data_dir", "train_size", "test_size",
                  "distribute")
 
 

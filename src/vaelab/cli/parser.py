@@ -230,6 +230,10 @@ def _train(commands) -> None:
                             "(Burda et al. 2015)")
     train.add_argument("--adam-epsilon", type=_float, metavar="EPS",
                        help="Adam's epsilon, a positive number (default 1e-7)")
+    train.add_argument("--output-bias", choices=choices.OUTPUT_BIASES,
+                       help="the decoder's output bias at the start: zero (default) or data, the "
+                            "training images' mean pixel (its logit for bernoulli), as in Burda "
+                            "et al.'s code (--model mlp)")
     train.add_argument("--seed", type=_int,
                        help=f"of weights, noise and batch order, 0 to {choices.MAX_SEED} (default 0)")
     add_dataset(train, "the named dataset: mnist (default) or fashion-mnist")

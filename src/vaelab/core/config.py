@@ -11,7 +11,8 @@ import math
 from fractions import Fraction
 
 from vaelab.choices import (ACTIVATIONS, MAX_EPOCHS, MAX_FLOW_STEPS, MAX_HIDDEN_LAYERS,
-                            MAX_LATENT_LAYERS, MAX_PSEUDO_INPUTS, MAX_SEED, MODELS)
+                            MAX_LATENT_LAYERS, MAX_PSEUDO_INPUTS, MAX_SEED, MODELS,
+                            OUTPUT_BIASES)
 from vaelab.core import likelihoods, objectives, schedules
 from vaelab.data.sources import DATASETS
 
@@ -128,6 +129,8 @@ class TrainConfig:
     learning_rate: float = 1e-3     # Adam's default, used by the lab
     lr_schedule: str | None = None  # "burda": Burda et al.'s 10^(−i/7) for 3^i passes, i = 0…7
     adam_epsilon: float = 1e-7      # Adam's ε (Keras' default; Burda et al. used 1e-4)
+    output_bias: str = "zero"       # the decoder output bias at the start: "zero" (Keras') or
+                                    # "data" (the training images' mean pixel, as Burda et al.)
     seed: int = 0                   # seeds weights, noise and shuffling
     dataset: str = "mnist"          # the named dataset ("mnist", "fashion-mnist") when no data_dir
     data_dir: str | None = None     # a folder of MNIST-format IDX files of any image size
@@ -185,6 +188,12 @@ class TrainConfig:
             raise UsageError(f"--lr-schedule must be one of "
                              f"{', '.join(schedules.LEARNING_RATE_SCHEDULES)}, "
                              f"received {self.lr_schedule!r}")
+        if self.output_bias not in OUTPUT_BIASES:
+            raise UsageError(f"--output-bias must be one of {', '.join(OUTPUT_BIASES)}, "
+                             f"received {self.output_bias!r}")
+        if self.output_bias == "data" and self.model == "conv":
+            raise UsageError("--output-bias data needs --model mlp: the conv decoder's output "
+                             "layer has one bias for all pixels, not one per pixel")
         if self.anneal is not None and self.schedule is not None:
             raise UsageError("give --anneal or --schedule, not both")
         try:

@@ -24,6 +24,7 @@ import numpy as np
 from keras import ops
 
 LOG_2PI = math.log(2 * math.pi)
+OUTPUT_CLIP = 1e-3  # Bernoulli.decoded_for keeps mean pixels in [0.001, 0.999]
 
 
 class Likelihood(abc.ABC):
@@ -112,6 +113,10 @@ class Gaussian(Likelihood):
     def prepare_test(self, x: np.ndarray, seed: int) -> np.ndarray:
         return x
 
+    def decoded_for(self, pixel_means: np.ndarray) -> np.ndarray:
+        """The decoder output that means ``pixel_means``: the means themselves."""
+        return np.asarray(pixel_means, np.float32)
+
 
 class Bernoulli(Likelihood):
     """``p(x | z) = Π Bernoulli(x_i | sigmoid(l_i))`` with logits ``l = decoder(z)``."""
@@ -141,6 +146,12 @@ class Bernoulli(Likelihood):
     def to_pixels(self, logits) -> np.ndarray:
         """Pixel probabilities ``sigmoid(l)``."""
         return 1.0 / (1.0 + np.exp(-np.asarray(logits)))
+
+    def decoded_for(self, pixel_means: np.ndarray) -> np.ndarray:
+        """The logits of ``pixel_means``, clipped to [0.001, 0.999] first (as Burda et al.'s
+        code does for its output bias, so that an always-black pixel gets −6.9, not −∞)."""
+        p = np.clip(np.asarray(pixel_means, np.float64), OUTPUT_CLIP, 1 - OUTPUT_CLIP)
+        return np.log(p / (1 - p)).astype(np.float32)
 
     def prepare_test(self, x: np.ndarray, seed: int) -> np.ndarray:
         """The test set binarized once: ``uniform < x`` with draws from ``seed``."""

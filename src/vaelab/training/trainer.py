@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from vaelab.core import keras_seam
 from vaelab.core.config import JobFailed, NonFiniteLoss, TrainConfig, UsageError
@@ -90,8 +91,8 @@ def train_group(configs: list[TrainConfig], run_dirs: list, *, overwrite: bool =
     cluster.barrier("vaelab: settings, data and run folder checked")  # then process 0 writes
     if not cluster.is_writer():  # process 0 of a job writes the run folder; this one trains
         with distribution_scope(prepared[0]):
-            return fit_and_finish([Member(prepared[0], new_vae(prepared[0], dataset.input_dim),
-                                          run_dirs[0])], dataset, 0, False)
+            vae = new_vae(prepared[0], dataset.input_dim, dataset.x_train)
+            return fit_and_finish([Member(prepared[0], vae, run_dirs[0])], dataset, 0, False)
     if verbose:
         for config in prepared:
             preflight.warn(config, dataset)
@@ -109,7 +110,7 @@ def train_group(configs: list[TrainConfig], run_dirs: list, *, overwrite: bool =
                                           "runs": [str(d) for d in run_dirs]}
             runs.write_config(run_dir, config, dataset.identity, settings)
         try:
-            members = [Member(config, new_vae(config, dataset.input_dim), run_dir)
+            members = [Member(config, new_vae(config, dataset.input_dim, dataset.x_train), run_dir)
                        for config, run_dir in zip(prepared, run_dirs)]
             return fit_and_finish(members, dataset, 0, verbose)
         except NonFiniteLoss:
@@ -186,8 +187,9 @@ def batch_rows(config: TrainConfig, dataset: Dataset) -> int:
                min(validation_batch_size(config), len(dataset.x_test)))
 
 
-def new_vae(config: TrainConfig, input_dim: int) -> VAE:
-    """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only."""
+def new_vae(config: TrainConfig, input_dim: int, train_images=None) -> VAE:
+    """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only, and
+    with ``--output-bias data`` the output bias on ``train_images``' mean pixel."""
     config = config.for_data(input_dim)
     with keras_seam.seeded(config.seed):
         vae = build_vae(input_dim, config.hidden, config.latents[0],
@@ -197,6 +199,10 @@ def new_vae(config: TrainConfig, input_dim: int) -> VAE:
                         free_bits=config.free_bits, objective=config.objective,
                         upper=list(zip(config.latents[1:], config.hidden_groups[1:])),
                         flow_steps=config.flow_steps, components=config.pseudo_inputs)
+        if config.output_bias == "data":
+            if train_images is None:
+                raise ValueError("--output-bias data needs the training images")
+            vae.start_output_at(np.mean(train_images, axis=0, dtype=np.float64))
         return compile_vae(vae, config.learning_rate, config.adam_epsilon)
 
 
@@ -231,7 +237,7 @@ def _resume_run(run_dir: Path, config: TrainConfig, overrides: dict | None, verb
     with distribution_scope(config):
         state = checkpoint.read_state(run_dir)
         if state is None:  # killed before its first epoch ended
-            member = Member(config, new_vae(config, dataset.input_dim), run_dir)
+            member = Member(config, new_vae(config, dataset.input_dim, dataset.x_train), run_dir)
             return fit_and_finish([member], dataset, 0, verbose)[0]
         # Loading builds the model with initial values first: the same seed makes them the
         # same in every process of a job (Keras checks that), before the saved ones replace them.

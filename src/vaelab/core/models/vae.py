@@ -217,6 +217,18 @@ class VAE:
         """Classes of a conditional VAE's one-hot label; 0 for an unconditional one."""
         return int(self.encoder.inputs[1].shape[-1]) if len(self.encoder.inputs) == 2 else 0
 
+    def start_output_at(self, pixel_means: np.ndarray) -> None:
+        """Set the decoder output layer's bias (one per pixel) to the output that means
+        ``pixel_means`` under the likelihood (their logits for the Bernoulli): before training
+        the decoder then draws the average image whatever z is (Burda et al.'s start)."""
+        layer = self.decoder.layers[-1]
+        bias = getattr(layer, "bias", None)
+        values = self.likelihood.decoded_for(pixel_means).reshape(-1)
+        if bias is None or tuple(bias.shape) != values.shape:
+            raise ValueError(f"the decoder's output layer {layer.name!r} has no bias of one "
+                             f"value per pixel ({values.shape[0]})")
+        bias.assign(values)
+
     def with_labels(self, x, labels):
         """The model input: ``x``, or ``[x, one-hot labels]`` for a conditional VAE."""
         if not self.classes:
