@@ -1,7 +1,7 @@
 """A pilot of the richer latent models in Burda et al.'s setting: the first passes, side by side.
 
     python benchmarks/latent_pilot.py [--passes 8] [--train-size 10000] [--test-size 2000]
-                                      [--out DIR] [--json out.json]
+                                      [--output-bias zero|data] [--out DIR] [--json out.json]
 
 Each model of ``reproduce.py``'s setting (784-200-200 tanh MLPs, Bernoulli, batch 20,
 Burda et al.'s Adam and learning-rate schedule, images binarized afresh each pass) is
@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=8)
     parser.add_argument("--train-size", type=int, default=10_000)
     parser.add_argument("--test-size", type=int, default=2_000)
+    parser.add_argument("--output-bias", choices=["zero", "data"], default="zero",
+                        help="the decoder's output bias at the start (reproduce.py's option)")
     parser.add_argument("--out", default="runs/latent_pilot")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -57,7 +59,8 @@ def main() -> None:
     rows = []
     for i, (name, (model, change)) in enumerate(variants(args.passes).items()):
         config = dataclasses.replace(
-            reproduce.config_for(model, args.passes, 0, None), train_size=args.train_size,
+            reproduce.config_for(model, args.passes, 0, None, args.output_bias),
+            train_size=args.train_size,
             test_size=args.test_size, **change)
         run_dir = Path(args.out) / f"variant-{i}"
         started = time.perf_counter()

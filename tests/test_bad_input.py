@@ -192,10 +192,13 @@ def test_warnings_for_a_zero_weight_run_and_a_small_test_set(tmp_path, data_dir,
 def test_a_vamp_prior_without_warm_up_is_warned_about(tmp_path, data_dir, capsys):
     assert cli.main(["train", *TINY[:-1], "--prior", "vamp:3", "--data-dir", str(data_dir),
                      "--out", str(tmp_path / "run")]) == 0
-    assert "warning: --prior vamp:3 without a KL warm-up (--anneal, --schedule)" in \
-        capsys.readouterr().err
+    assert ("warning: --prior vamp:3 without a KL warm-up (--anneal, --schedule) and with a "
+            "zero output bias") in capsys.readouterr().err
     assert cli.main(["train", *TINY[:-1], "--prior", "vamp:3", "--anneal", "1:2", "--data-dir",
                      str(data_dir), "--out", str(tmp_path / "warm")]) == 0
+    assert "warm-up" not in capsys.readouterr().err
+    assert cli.main(["train", *TINY[:-1], "--prior", "vamp:3", "--output-bias", "data",
+                     "--data-dir", str(data_dir), "--out", str(tmp_path / "bias")]) == 0
     assert "warm-up" not in capsys.readouterr().err
 
 
