@@ -1,7 +1,8 @@
 """Burda et al. (2015)'s one-stochastic-layer MNIST likelihoods, reproduced with vaelab.
 
     python benchmarks/reproduce.py [--models vae iwae5 iwae50] [--passes N] [--k 5000]
-                                   [--test-size N] [--out DIR] [--json out.json] [--seed 0]
+                                   [--output-bias zero|data] [--test-size N] [--out DIR]
+                                   [--json out.json] [--seed 0]
 
 The setting of the paper's table 1 (one stochastic layer): 784-200-200-50 tanh MLP
 encoder and mirrored decoder, Bernoulli likelihood of logits, training images binarized
@@ -18,7 +19,9 @@ trained by
 once with a fixed seed). ``--passes N`` truncates the schedule to its first N passes (the
 learning rate follows the same stages), so that a run fits a budget; the full schedule is
 for a machine with an accelerator. Every row prints the exact ``vaelab`` command that
-trains the same run.
+trains the same run. ``--output-bias data`` starts the decoder's output bias at the logit of
+the training images' mean pixel, as Burda et al.'s released code does (the default, zero,
+is Keras'; the one-layer rows of ``docs/science.md`` were measured with it).
 """
 
 from __future__ import annotations
