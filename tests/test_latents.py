@@ -350,6 +350,10 @@ def test_prior_draws_go_top_down_or_pick_a_component():
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(plain.prior_draws(6, np.random.default_rng(5)),
                                   np.random.default_rng(5).standard_normal((6, 3)))
+    from vaelab.analysis.plots import prior_name  # the samples' title says which prior
+
+    assert [prior_name(vae) for vae in (two, vamp, plain)] == [
+        "z2 ~ N(0, I), then down to z1", "z from the VampPrior (4 pseudo-inputs)", "z ~ N(0, I)"]
 
 
 # ------------------------------------------------ the IWAE objective with these models

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from vaelab.analysis.metrics import principal_axes
 from vaelab.choices import MAX_SAMPLES, MAX_SEED
+from vaelab.core import latents
 from vaelab.core.config import format_free_bits, TrainConfig, UsageError, format_scale
 from vaelab.store import runs
 from vaelab.store.runs import atomic_path
@@ -163,6 +164,17 @@ def annealing_curves(histories, labels, path) -> None:
     _save(fig, path)
 
 
+def prior_name(vae) -> str:
+    """What ``prior_samples`` draws z from, for a figure's title."""
+    components = getattr(vae.sampling, "components", 0)
+    layers = latents.layer_count(vae.sampling)
+    if components:
+        return f"z from the VampPrior ({components} pseudo-inputs)"
+    if layers > 1:
+        return f"z{layers} ~ N(0, I), then down to z1"
+    return "z ~ N(0, I)"
+
+
 def prior_samples(vae, seed: int, n: int = SAMPLES, label: int | None = None):
     """``(images, columns)``: decodings of draws from the prior (``z ~ N(0, I)``; top-down
     through a hierarchy; a VampPrior's mixture: :meth:`VAE.prior_draws`). A conditional
@@ -201,7 +213,7 @@ def write_run_figures(run_dir, vae, dataset, arrays: dict, history: dict,
     images, columns = prior_samples(vae, config.seed)
     what = "one row per class, " if vae.classes else ""
     image_grid(images, run_dir / "samples.png", columns=columns,
-               title=f"decoded z ~ N(0, I) ({what}{label})")
+               title=f"decoded {prior_name(vae)} ({what}{label})")
     latent_scatter(arrays["means"], dataset.y_test, run_dir / "latent.png",
                    title=f"test-set encoder means, PCA ({label})")
     curves(history, run_dir / "curves.png", title=label)
@@ -235,7 +247,7 @@ def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
                   f"{vae.classes} rows of {columns} ({len(images)} images, not {n}; at most 10 "
                   f"a row)", file=sys.stderr)
         what = (f"class {label}" if label is not None
-                else "one row per class" if vae.classes else "z ~ N(0, I)")
+                else "one row per class" if vae.classes else prior_name(vae))
         image_grid(images, out, columns=columns, title=f"{run_dir.name}: {len(images)} samples, {what}")
     return out
 
