@@ -27,6 +27,7 @@ from pathlib import Path
 import reproduce
 
 import vaelab  # noqa: F401  (selects the JAX backend)
+from vaelab.choices import OUTPUT_BIASES
 from vaelab.store import runs
 from vaelab.training.trainer import train
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=8)
     parser.add_argument("--train-size", type=int, default=10_000)
     parser.add_argument("--test-size", type=int, default=2_000)
-    parser.add_argument("--output-bias", choices=["zero", "data"], default="zero",
+    parser.add_argument("--output-bias", choices=OUTPUT_BIASES, default="zero",
                         help="the decoder's output bias at the start (reproduce.py's option)")
     parser.add_argument("--out", default="runs/latent_pilot")
     parser.add_argument("--json", default=None)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import vaelab  # noqa: F401  (selects the JAX backend)
 from vaelab.analysis.evaluation import evaluate
+from vaelab.choices import OUTPUT_BIASES
 from vaelab.core.config import TrainConfig
 from vaelab.store import runs
 from vaelab.training.trainer import train
@@ -93,7 +94,7 @@ def main() -> None:
                         help=f"passes over the training set (the full schedule: {FULL_PASSES})")
     parser.add_argument("--k", type=int, default=5000, help="IWAE samples of the evaluation")
     parser.add_argument("--test-size", type=int, default=None, help="test images (all 10 000)")
-    parser.add_argument("--output-bias", choices=["zero", "data"], default="zero",
+    parser.add_argument("--output-bias", choices=OUTPUT_BIASES, default="zero",
                         help="the decoder's output bias at the start: zero (Keras') or data "
                              "(the logit of the training mean pixel, as Burda et al.'s code)")
     parser.add_argument("--seed", type=int, default=0)
