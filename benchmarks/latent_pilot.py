@@ -42,6 +42,7 @@ def variants(passes: int) -> dict[str, tuple[str, dict]]:
         f"vamp:{reproduce.PSEUDO_INPUTS}, no warm-up": ("vamp", {"anneal": None}),
         f"vamp:{reproduce.PSEUDO_INPUTS}, --anneal 1:{warm}": ("vamp", {"anneal": f"1:{warm}"}),
         f"iaf:{reproduce.FLOW_STEPS}": ("iaf", {}),
+        f"iaf:{reproduce.FLOW_STEPS}:context": ("iaf-context", {}),
     }
 
 

@@ -12,8 +12,9 @@ and the IWAE with k = 5 and k = 50 (``--objective iwae:K``); and, by name only, 
 latent models in the same setting: ``hvae`` (the paper's two stochastic layers, 100 and 50
 units, 200-200 and 100-100 tanh MLPs), ``vamp`` (the one-layer VAE with a VampPrior of 100
 pseudo-inputs and Tomczak and Welling's KL warm-up over the first 100 passes: without one it
-collapses, ``latent_pilot.py``) and ``iaf`` (the one-layer VAE with two IAF steps). Each is
-trained by
+collapses with a zero output bias, ``latent_pilot.py``), ``iaf`` (the one-layer VAE with two
+IAF steps) and ``iaf-context`` (the same steps, each also given the encoder's mean and
+log-variance: Kingma et al.'s context, so that the flow depends on x). Each is trained by
 ``vaelab.training.trainer.train`` (the path of ``vaelab train``) and evaluated by
 ``vaelab.analysis.evaluation.evaluate`` with IWAE k = 5000 on the 10 000 test images (binarized
 once with a fixed seed). ``--passes N`` truncates the schedule to its first N passes (the
@@ -48,9 +49,10 @@ FULL_PASSES = sum(3**i for i in range(8))  # 3 280
 # architecture; Burda et al.'s table has no VampPrior or IAF row, so the vamp and iaf
 # rows have no published number in this setting.
 PUBLISHED = {"vae": 86.76, "iwae5": 85.54, "iwae50": 84.78, "hvae": 85.33, "vamp": None,
-             "iaf": None}
+             "iaf": None, "iaf-context": None}
 TITLES = {"vae": "VAE (k = 1)", "iwae5": "IWAE k = 5", "iwae50": "IWAE k = 50",
-          "hvae": "2-layer VAE", "vamp": "VAE, VampPrior", "iaf": "VAE, IAF"}
+          "hvae": "2-layer VAE", "vamp": "VAE, VampPrior", "iaf": "VAE, IAF",
+          "iaf-context": "VAE, IAF with context"}
 PSEUDO_INPUTS = 100   # Tomczak and Welling used 500; 100 costs a third of the time (docs/science.md)
 FLOW_STEPS = 2        # IAF steps (each a MADE of two hidden layers of 200)
 
@@ -62,6 +64,7 @@ MODELS = {
     "hvae": {"objective": "elbo", "latent_dim": (100, 50), "hidden_dim": ((200, 200), (100, 100))},
     "vamp": {"objective": "elbo", "prior": f"vamp:{PSEUDO_INPUTS}", "anneal": "1:100"},
     "iaf": {"objective": "elbo", "posterior": f"iaf:{FLOW_STEPS}"},
+    "iaf-context": {"objective": "elbo", "posterior": f"iaf:{FLOW_STEPS}:context"},
 }
 OBJECTIVES = {model: spec["objective"] for model, spec in MODELS.items()}
 

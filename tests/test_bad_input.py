@@ -132,9 +132,12 @@ def test_objective_combinations_without_a_meaning(tmp_path, data_dir, capsys, ex
     (["--prior", "vamp:07"], "received 'vamp:07'"),
     (["--prior", "vamp:10001"], "received 'vamp:10001'"),
     (["--prior", "mixture:3"], "received 'mixture:3'"),
-    (["--posterior", "iaf:0"], "--posterior must be gaussian or iaf:N with N an integer from 1 "
-                               "to 64, received 'iaf:0'"),
+    (["--posterior", "iaf:0"], "--posterior must be gaussian, iaf:N or iaf:N:context with N an "
+                               "integer from 1 to 64, received 'iaf:0'"),
     (["--posterior", "iaf:x"], "received 'iaf:x'"),
+    (["--posterior", "iaf:0:context"], "received 'iaf:0:context'"),
+    (["--posterior", "iaf:2:ctx"], "received 'iaf:2:ctx'"),
+    (["--posterior", "gaussian:context"], "received 'gaussian:context'"),
     (["--latent-dim", "4,0", "--hidden", "8/8"], "--latent-dim widths must be a positive "
                                                  "integer, received 0"),
     (["--latent-dim", "4,-2", "--hidden", "8/8"], "received -2"),

@@ -93,7 +93,7 @@ def test_collapse_monitor_warns_once_on_collapse_only(tmp_path, data_dir, capsys
 
 @pytest.mark.parametrize("latent", [
     dict(latent_dim=(4, 2), hidden_dim=((32,), (8,)), likelihood="bernoulli"),
-    dict(prior="vamp:5", posterior="iaf:2", likelihood="gaussian")])
+    dict(prior="vamp:5", posterior="iaf:2:context", likelihood="gaussian")])
 def test_evaluation_of_richer_latent_models(tmp_path, data_dir, latent):
     """Per-layer KL and active units that add up; the ELBO below −NLL; metrics.json agrees."""
     run = tmp_path / "run"

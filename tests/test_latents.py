@@ -121,27 +121,56 @@ def test_free_bits_apply_per_dimension_of_each_layer():
 
 
 @jax_only
-@pytest.mark.parametrize("steps", [1, 3])
-def test_the_flow_is_autoregressive_and_its_log_det_is_the_jacobians(steps):
+@pytest.mark.parametrize("steps, context", [(1, False), (3, False), (1, True), (2, True)])
+def test_the_flow_is_autoregressive_and_its_log_det_is_the_jacobians(steps, context):
+    """With a context (the encoder's [mean, log_var], fixed for a given x) as without."""
     import jax
     import jax.numpy as jnp
 
-    layer = stack(latent=4, flow_steps=steps, flow_width=9, activation="tanh")
+    layer = stack(latent=4, flow_steps=steps, flow_width=9, activation="tanh",
+                  flow_context=context)
     randomize(layer, seed=steps)
-    z0 = jnp.asarray(np.random.default_rng(5).normal(size=4), jnp.float32)
-    jacobian = np.asarray(jax.jacfwd(lambda z: layer._flow(z)[0])(z0), np.float64)
-    log_det = float(layer._flow(z0)[1])
+    rng = np.random.default_rng(5)
+    z0 = jnp.asarray(rng.normal(size=4), jnp.float32)
+    c = jnp.asarray(rng.normal(size=8), jnp.float32) if context else None
+    jacobian = np.asarray(jax.jacfwd(lambda z: layer._flow(z, c)[0])(z0), np.float64)
+    log_det = float(layer._flow(z0, c)[1])
     sign, log_abs = np.linalg.slogdet(jacobian)
     assert sign > 0
     assert log_det == pytest.approx(log_abs, abs=1e-4)
     if steps == 1:  # one step: lower triangular, its diagonal the gates
         assert np.allclose(np.triu(jacobian, 1), 0)
     # MADE: the shift and gate of dimension d depend on dimensions before d only.
-    h1, h2, m_head, s_head = layer.flow[0]
+    h1, h2, m_head, s_head, *rest = layer.flow[0]
+    if context:
+        tanh = keras.activations.get("tanh")
+        first = lambda z: tanh(h1(z) + rest[0](c))  # noqa: E731
+    else:
+        first = h1
     for head in (m_head, s_head):
-        made = np.asarray(jax.jacfwd(lambda z: head(h2(h1(z))))(z0), np.float64)
+        made = np.asarray(jax.jacfwd(lambda z: head(h2(first(z))))(z0), np.float64)
         assert np.allclose(np.triu(made), 0)
         assert not np.allclose(np.tril(made, -1), 0)
+
+
+def test_a_flow_with_a_context_depends_on_it():
+    """Kingma et al.'s context: the same z₀ under two images' [mean, log_var] flows to two
+    points with two log-determinants; without a context the flow ignores them."""
+    z0 = np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32)
+    c1, c2 = np.random.default_rng(2).normal(size=(2, 1, 8)).astype(np.float32)
+    with_context = stack(latent=4, flow_steps=2, flow_width=6, flow_context=True)
+    randomize(with_context, seed=3)
+    (za, da), (zb, db) = (with_context._flow(z0, c) for c in (c1, c2))
+    assert np.abs(to_np(za) - to_np(zb)).max() > 1e-3
+    assert abs(float(to_np(da)[0]) - float(to_np(db)[0])) > 1e-4
+    with pytest.raises(ValueError, match="needs the encoder's"):
+        with_context._flow(z0)
+    plain = stack(latent=4, flow_steps=2, flow_width=6)
+    randomize(plain, seed=3)
+    np.testing.assert_array_equal(to_np(plain._flow(z0, c1)[0]), to_np(plain._flow(z0, c2)[0]))
+    assert len(with_context.trainable_weights) == len(plain.trainable_weights) + 2 * 2
+    with pytest.raises(ValueError, match="flow_context needs flow_steps"):
+        latents.LatentStack(flow_context=True)
 
 
 def test_the_flow_returns_z_in_the_encoders_order():
@@ -244,7 +273,8 @@ def test_a_vamp_prior_model_feeds_the_encoder_its_pseudo_inputs(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(upper=[(2, (4,))]), dict(flow_steps=2),
-                                    dict(components=3, flow_steps=1)])
+                                    dict(components=3, flow_steps=1),
+                                    dict(flow_steps=2, flow_context=True)])
 def test_saved_models_load_with_their_latent_model(tmp_path, kwargs):
     with seeded(0):
         vae = build_vae(12, (6,), 3, 1.0, seed=0, likelihood="bernoulli", **kwargs)
@@ -311,11 +341,12 @@ def test_iwae_with_a_vamp_prior_converges_to_the_marginal_likelihood():
     _iwae_against_exact(vae, exact)
 
 
-def test_iwae_with_a_flow_posterior_converges_to_the_marginal_likelihood():
+@pytest.mark.parametrize("context", [False, True])
+def test_iwae_with_a_flow_posterior_converges_to_the_marginal_likelihood(context):
     """The marginal does not depend on q: the flow's log-determinant must be in the weights."""
     with seeded(3):
         vae = build_vae(3, (8,), 2, 1.0, seed=0, likelihood="bernoulli", activation="tanh",
-                        flow_steps=2)
+                        flow_steps=2, flow_context=context)
     randomize(vae.sampling, seed=9, scale=0.4)
     # Each step shrinks z (σ < 1): from a wide start q stays wider than the posterior, so
     # that the importance weights are bounded and k = 20 000 converges.
@@ -359,7 +390,8 @@ def test_prior_draws_go_top_down_or_pick_a_component():
 # ------------------------------------------------ the IWAE objective with these models
 
 
-@pytest.mark.parametrize("kwargs", [dict(upper=[(2, (4,))]), dict(components=3, flow_steps=2)])
+@pytest.mark.parametrize("kwargs", [dict(upper=[(2, (4,))]), dict(components=3, flow_steps=2),
+                                    dict(flow_steps=2, flow_context=True)])
 def test_training_and_evaluation_compute_the_same_log_weights(kwargs):
     """The IWAE loss's log-weights (objectives.log_weights, every layer through the decoder)
     and evaluation's (the Gaussian square expanded around the decoder's last layer)."""
@@ -398,3 +430,23 @@ def test_iwae_training_of_two_layers_reports_each_layer():
                                             - history["importance_gain"], rel=1e-5)
     assert history["importance_gain"] > 0 and history["iwae_bound"] == pytest.approx(
         -history["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("spelling", [
+    dict(posterior="iaf:2"), dict(posterior="iaf:2:context"),
+    dict(prior="vamp:3", posterior="iaf:1:context"),
+    dict(latent_dim=(4, 2), hidden_dim=((8,), (6,)))])
+def test_the_spelling_builds_the_model_preflight_counts(spelling):
+    """``--posterior iaf:N:context`` is N steps with a context; preflight's parameter count
+    (its memory estimate) is the built model's, less the KL weight."""
+    from vaelab.core.config import TrainConfig
+    from vaelab.training import preflight
+    from vaelab.training.trainer import new_vae
+
+    config = TrainConfig(epochs=1, likelihood="bernoulli", **{"latent_dim": 4, "hidden_dim": (8,),
+                                                              **spelling})
+    assert config.flow_context == spelling.get("posterior", "").endswith(":context")
+    assert config.flow_steps == int(spelling.get("posterior", "iaf:0").split(":")[1])
+    vae = new_vae(config, 12)
+    assert vae.sampling.flow_context == config.flow_context
+    assert preflight.parameters(config, 12) == vae.model.count_params() - 1

@@ -60,9 +60,10 @@ def test_metrics(vae, dataset, lab_image: int) -> tuple[dict, dict]:
         values["layers"] = _layer_values(per_layer)
     lab = slice(lab_image, lab_image + 1)
     lab_labels = dataset.y_train[lab] if vae.classes else None
-    lab_mean, _ = vae.encode(dataset.x_train[lab], labels=lab_labels)
+    lab_mean, lab_log_var = vae.encode(dataset.x_train[lab], labels=lab_labels)
     if isinstance(vae.sampling, LatentStack):  # after a flow: the flow of the mean
-        lab_mean = np.asarray(ops.convert_to_numpy(vae.sampling.mean_point(lab_mean)))
+        lab_mean = np.asarray(ops.convert_to_numpy(vae.sampling.mean_point(lab_mean,
+                                                                            lab_log_var)))
     arrays = {"means": means, "log_vars": log_vars, "recons": recons,
               "lab_recon": vae.to_pixels(vae.decode(lab_mean, labels=lab_labels))[0]}
     return values, arrays

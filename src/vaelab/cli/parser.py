@@ -200,9 +200,11 @@ def _train(commands) -> None:
     train.add_argument("--prior", metavar="standard|vamp:K",
                        help="the prior of z: standard (N(0, I), default) or vamp:K, the "
                             "VampPrior of K learned pseudo-inputs (Tomczak & Welling)")
-    train.add_argument("--posterior", metavar="gaussian|iaf:STEPS",
+    train.add_argument("--posterior", metavar="gaussian|iaf:STEPS[:context]",
                        help="the posterior of z: gaussian (diagonal, default) or iaf:STEPS "
-                            "inverse autoregressive flow steps on it (Kingma et al.)")
+                            "inverse autoregressive flow steps on it (Kingma et al.); "
+                            "iaf:STEPS:context gives each step the encoder's mean and "
+                            "log-variance too, so the flow depends on x")
     train.add_argument("--kl-scale",
                        help="multiplies the KL; a positive fraction or number (default 1/784 for the "
                             "gaussian likelihood, 1 for bernoulli; 1 = unscaled)")

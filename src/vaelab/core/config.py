@@ -61,6 +61,22 @@ def latent_spec(option: str, text, plain: str, kind: str, most: int) -> int:
     return int(count)
 
 
+FLOW_CONTEXT = ":context"
+
+
+def posterior_spec(text) -> tuple[int, bool]:
+    """``gaussian`` → ``(0, False)``; ``iaf:N`` → ``(N, False)``; ``iaf:N:context`` (each
+    step also sees the encoder's mean and log-variance, Kingma et al.'s context) →
+    ``(N, True)``; else ``ValueError`` naming the forms."""
+    context = isinstance(text, str) and text.startswith("iaf:") and text.endswith(FLOW_CONTEXT)
+    try:
+        return latent_spec("--posterior", text[:-len(FLOW_CONTEXT)] if context else text,
+                           "gaussian", "iaf", MAX_FLOW_STEPS), context
+    except ValueError:
+        raise ValueError(f"--posterior must be gaussian, iaf:N or iaf:N{FLOW_CONTEXT} with N an "
+                         f"integer from 1 to {MAX_FLOW_STEPS}, received {text!r}") from None
+
+
 def format_free_bits(value) -> str:
     """``0.5``, or one λ per stochastic layer: ``0.5,0.25``."""
     if isinstance(value, (list, tuple)):
@@ -116,7 +132,7 @@ class TrainConfig:
     latent_dim: int | tuple[int, ...] = 32  # dimensions of z; a tuple: of each stochastic
                                     # layer, bottom-up (Burda et al.'s (100, 50))
     prior: str = "standard"         # "standard" N(0, I) or "vamp:K" (Tomczak & Welling's VampPrior)
-    posterior: str = "gaussian"     # "gaussian" (diagonal) or "iaf:STEPS" (Kingma et al.'s IAF)
+    posterior: str = "gaussian"     # "gaussian" (diagonal), "iaf:STEPS" or "iaf:STEPS:context"
     kl_scale: float | None = None   # multiplies the KL; None: the likelihood's natural scale,
                                     # 1/pixels (gaussian: 1/784 for MNIST), 1 (bernoulli)
     beta: float = 1.0               # the KL term times β on top of kl_scale (β-VAE)
@@ -265,7 +281,7 @@ class TrainConfig:
         try:
             components = latent_spec("--prior", self.prior, "standard", "vamp",
                                      MAX_PSEUDO_INPUTS)
-            steps = latent_spec("--posterior", self.posterior, "gaussian", "iaf", MAX_FLOW_STEPS)
+            steps, _ = posterior_spec(self.posterior)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         layers = len(self.latents)
@@ -309,7 +325,12 @@ class TrainConfig:
     @property
     def flow_steps(self) -> int:
         """IAF steps on the posterior (0: a diagonal Gaussian)."""
-        return latent_spec("--posterior", self.posterior, "gaussian", "iaf", MAX_FLOW_STEPS)
+        return posterior_spec(self.posterior)[0]
+
+    @property
+    def flow_context(self) -> bool:
+        """Whether each IAF step also sees the encoder's mean and log-variance."""
+        return posterior_spec(self.posterior)[1]
 
     def _check_iwae(self) -> None:
         """Refuse what has no defined meaning with the importance-weighted objective."""

@@ -13,7 +13,11 @@ VampPrior or both:
 - **an inverse autoregressive flow** on the posterior (Kingma et al. 2016): ``z₀ ~ q(z|x)``,
   then per step ``[m, s] = MADE(z)``, ``σ = sigmoid(s + 1)``, ``z ← σ ⊙ z + (1 − σ) ⊙ m``,
   and ``log q(z_T|x) = log q(z₀|x) − Σ_t Σ_d log σ_{t,d}``; the order of the dimensions
-  is reversed between steps (and z_T put back in the encoder's order);
+  is reversed between steps (and z_T put back in the encoder's order). With a context
+  (Kingma et al.'s h, an encoder output given to every step), the first hidden layer of
+  each MADE also sees ``[μ, log σ²]``, the encoder's own outputs for x, through an
+  unmasked dense layer (inputs of degree 0): the flow then depends on x and not only on z₀, and is still
+  autoregressive in z (the context is fixed for a given x);
 - **the VampPrior** (Tomczak & Welling 2018): ``p(z) = (1/K) Σ_k q(z|u_k)``, the encoder's
   Gaussian posteriors at K learned pseudo-inputs (:class:`PseudoInputs`; with a flow, the
   Gaussians before it), given to the layer as its third and fourth inputs
@@ -172,6 +176,8 @@ class LatentStack(Sampling):
         activation: of those MLPs' and the flow's hidden layers.
         flow_steps: IAF steps on the first layer's posterior (0: none).
         flow_width: hidden width of each step's MADE (two hidden layers).
+        flow_context: whether each step's MADE also sees the encoder's ``[mean, log_var]``
+            (module docstring).
         components: the VampPrior's K (0: the standard normal prior); the layer then takes
             four inputs.
         kl_scale, seed, free_bits: as :class:`~vaelab.core.layers.Sampling`'s (free bits
@@ -179,7 +185,7 @@ class LatentStack(Sampling):
     """
 
     def __init__(self, upper=(), activation="tanh", flow_steps=0, flow_width=0, components=0,
-                 kl_scale=1 / 784, seed=None, free_bits=0.0, **kwargs):
+                 kl_scale=1 / 784, seed=None, free_bits=0.0, flow_context=False, **kwargs):
         per_layer = isinstance(free_bits, (list, tuple))
         super().__init__(kl_scale=kl_scale, seed=seed,
                          free_bits=max(free_bits) if per_layer else free_bits, **kwargs)
@@ -194,6 +200,9 @@ class LatentStack(Sampling):
         self.flow_steps = int(flow_steps)
         self.flow_width = int(flow_width)
         self.components = int(components)
+        self.flow_context = bool(flow_context)
+        if self.flow_context and not self.flow_steps:
+            raise ValueError("flow_context needs flow_steps > 0")
         if self.upper and (self.flow_steps or self.components):
             raise ValueError("a LatentStack with upper layers has neither a flow nor a "
                              "VampPrior")
@@ -240,8 +249,9 @@ class LatentStack(Sampling):
         self.flow = []
         degrees = np.arange(1, self.latent + 1)
         hidden = made_degrees(self.latent, self.flow_width) if self.flow_steps else None
+        first_activation = None if self.flow_context else self.activation
         for t in range(self.flow_steps):
-            step = [MaskedDense(degrees, hidden, activation=self.activation, name=f"iaf{t}_h1"),
+            step = [MaskedDense(degrees, hidden, activation=first_activation, name=f"iaf{t}_h1"),
                     MaskedDense(hidden, hidden, activation=self.activation, name=f"iaf{t}_h2"),
                     MaskedDense(hidden, degrees, strict=True, name=f"iaf{t}_m"),
                     MaskedDense(hidden, degrees, strict=True, name=f"iaf{t}_s")]
@@ -251,6 +261,11 @@ class LatentStack(Sampling):
                 shape = layer.compute_output_shape(shape)
             step[2].build(shape)
             step[3].build(shape)
+            if self.flow_context:  # built last: a context-free flow's weights are unchanged
+                # degree 0: every hidden unit sees the whole context
+                step.append(MaskedDense(np.zeros(2 * self.latent), hidden,
+                                        name=f"iaf{t}_context"))
+                step[4].build((None, 2 * self.latent))
             self.flow.append(step)
 
     def _gaussian_net(self, name, inputs, widths, latent):
@@ -273,16 +288,22 @@ class LatentStack(Sampling):
             h = layer(h)
         return mean_head(h), log_var_head(h)
 
-    def _flow(self, z):
+    def _flow(self, z, context=None):
         """``(z_T, Σ log σ)`` of the IAF steps: ``(..., L)`` → ``(..., L), (...)``. Every
         other step works on the dimensions in reverse order; z_T comes back in the
-        encoder's order."""
+        encoder's order. ``context`` ``(..., 2L)``: the encoder's ``[mean, log_var]``,
+        needed (and only used) by a flow with a context."""
         z = ops.convert_to_tensor(z)
+        if self.flow_context:
+            if context is None:
+                raise ValueError("this flow needs the encoder's [mean, log_var] as context")
+            context = ops.convert_to_tensor(context) + ops.zeros_like(z[..., :1])
+            activation = keras.activations.get(self.activation)
         log_det = ops.zeros(ops.shape(z)[:-1], dtype=z.dtype)
-        for t, (h1, h2, m_head, s_head) in enumerate(self.flow):
+        for t, (h1, h2, m_head, s_head, *rest) in enumerate(self.flow):
             if t:
                 z = ops.flip(z, axis=-1)
-            h = h2(h1(z))
+            h = h2(activation(h1(z) + rest[0](context)) if rest else h1(z))
             gate = ops.sigmoid(s_head(h) + FLOW_GATE_SHIFT)
             z = gate * z + (1 - gate) * m_head(h)
             log_det = log_det + ops.sum(ops.log(gate), -1)
@@ -290,10 +311,12 @@ class LatentStack(Sampling):
             z = ops.flip(z, axis=-1)  # an odd number of reversals: undo the last
         return z, log_det
 
-    def mean_point(self, mean):
+    def mean_point(self, mean, log_var):
         """The decoder input a reconstruction from the encoder's mean uses: the mean itself,
         or after a flow the flow of it (z₀ = mean, no noise)."""
-        return self._flow(mean)[0] if self.flow_steps else mean
+        if not self.flow_steps:
+            return mean
+        return self._flow(mean, ops.concatenate([mean, log_var], -1))[0]
 
     def draw_layers(self, mean, log_var, eps, prior=None) -> list[dict]:
         """Every stochastic layer of one draw per row of ``eps``, bottom-up.
@@ -314,7 +337,7 @@ class LatentStack(Sampling):
         log_q_d = -0.5 * (LOG_2PI + log_var + ops.square(pieces[0]))
         first = {"z": z, "mean": mean, "log_var": log_var}
         if self.flow_steps:
-            z, log_det = self._flow(z)
+            z, log_det = self._flow(z, ops.concatenate([mean, log_var], -1))
             first = {"z": z, "log_q": ops.sum(log_q_d, -1) - log_det}
         else:
             first["log_q_d"] = log_q_d
@@ -380,7 +403,7 @@ class LatentStack(Sampling):
     def get_config(self):
         return {**super().get_config(), "upper": self.upper, "activation": self.activation,
                 "flow_steps": self.flow_steps, "flow_width": self.flow_width,
-                "components": self.components}
+                "components": self.components, "flow_context": self.flow_context}
 
     def prior_draw(self, eps, prior=None, choice=None):
         """Decoder inputs ``z₁`` drawn from the prior by ``eps (n, noise_width)`` standard

@@ -98,6 +98,8 @@ def _latent_parameters(config: TrainConfig, input_dim: int) -> int:
         total += gaussian_net(below, widths, latent) + gaussian_net(latent, widths[::-1], below)
     latent, width = config.latents[0], config.hidden[-1]
     made = latent * width + width + width * width + width + 2 * (width * latent + latent)
+    if config.flow_context:  # each step's dense layer from [mean, log_var]
+        made += 2 * latent * width + width
     return total + config.flow_steps * made + config.pseudo_inputs * input_dim
 
 
@@ -108,7 +110,8 @@ def step_bytes(config: TrainConfig, input_dim: int, rows: int) -> int:
     samples = objectives.parse(config.objective).samples
     floats = (2 * input_dim + 2 * sum(config.hidden) + 4 * sum(config.latents)
               + 4 * sum(map(sum, config.hidden_groups[1:]))
-              + config.flow_steps * (2 * config.hidden[-1] + 4 * config.latents[0]))
+              + config.flow_steps * ((2 + config.flow_context) * config.hidden[-1]
+                                     + 4 * config.latents[0]))
     pseudo = config.pseudo_inputs * (input_dim + 2 * sum(config.hidden) + 4 * config.latents[0])
     return (rows * samples * floats + pseudo) * 4 * BYTES_PER_ACTIVATION_COPIES
 

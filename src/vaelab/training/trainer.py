@@ -198,7 +198,8 @@ def new_vae(config: TrainConfig, input_dim: int, train_images=None) -> VAE:
                         model=config.model, classes=config.classes or 0,
                         free_bits=config.free_bits, objective=config.objective,
                         upper=list(zip(config.latents[1:], config.hidden_groups[1:])),
-                        flow_steps=config.flow_steps, components=config.pseudo_inputs)
+                        flow_steps=config.flow_steps, components=config.pseudo_inputs,
+                        flow_context=config.flow_context)
         if config.output_bias == "data":
             if train_images is None:
                 raise ValueError("--output-bias data needs the training images")

@@ -57,7 +57,7 @@ def mlp_decoder(latent_dim: int, hidden: int | Sequence[int], output_dim: int,
 def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, seed=None,
               likelihood="gaussian", activation="relu", model="mlp", classes=0,
               free_bits=0.0, objective="elbo", upper=(), flow_steps=0,
-              components=0) -> VAE:
+              components=0, flow_context=False) -> VAE:
     """The lab's VAE: 784 → 512 relu → (32 mean, 32 log-variance) → sample → 512 relu → 784.
 
     ``hidden_dim`` may be a list of widths (the decoder mirrors it). ``model="conv"`` puts
@@ -74,14 +74,15 @@ def build_vae(input_dim=784, hidden_dim=512, latent_dim=32, kl_scale=1 / 784, se
     above the first, ``[(latent, widths), …]`` bottom-up (Burda et al.'s two-layer model is
     ``hidden_dim=(200, 200), latent_dim=100, upper=[(50, (100, 100))]``); ``flow_steps``
     IAF steps on the posterior (each MADE two hidden layers of the encoder's last hidden
-    width); ``components`` the VampPrior's K pseudo-inputs.
+    width; with ``flow_context`` each also sees the encoder's mean and log-variance);
+    ``components`` the VampPrior's K pseudo-inputs.
     """
     encode, decode = (conv_encoder, conv_decoder) if model == "conv" else (mlp_encoder, mlp_decoder)
     encoder = encode(input_dim, _widths(hidden_dim), latent_dim, activation, classes)
     if upper or flow_steps or components:
         sampling = LatentStack(upper, activation, flow_steps, _widths(hidden_dim)[-1],
                                components, kl_scale=kl_scale, seed=seed, free_bits=free_bits,
-                               name="sampling")
+                               flow_context=flow_context, name="sampling")
     else:
         sampling = Sampling(kl_scale=kl_scale, seed=seed, free_bits=free_bits, name="sampling")
     decoder = decode(latent_dim, list(reversed(_widths(hidden_dim))), input_dim, activation,
