@@ -16,8 +16,8 @@ VampPrior or both:
   is reversed between steps (and z_T put back in the encoder's order). With a context
   (Kingma et al.'s h, an encoder output given to every step), the first hidden layer of
   each MADE also sees ``[μ, log σ²]``, the encoder's own outputs for x, through an
-  unmasked dense layer (inputs of degree 0): the flow then depends on x and not only on z₀, and is still
-  autoregressive in z (the context is fixed for a given x);
+  unmasked dense layer (inputs of degree 0): the flow then depends on x and not only on
+  z₀, and is still autoregressive in z (the context is fixed for a given x);
 - **the VampPrior** (Tomczak & Welling 2018): ``p(z) = (1/K) Σ_k q(z|u_k)``, the encoder's
   Gaussian posteriors at K learned pseudo-inputs (:class:`PseudoInputs`; with a flow, the
   Gaussians before it), given to the layer as its third and fourth inputs
@@ -316,7 +316,11 @@ class LatentStack(Sampling):
         or after a flow the flow of it (z₀ = mean, no noise)."""
         if not self.flow_steps:
             return mean
-        return self._flow(mean, ops.concatenate([mean, log_var], -1))[0]
+        return self._flow(mean, self._context(mean, log_var))[0]
+
+    def _context(self, mean, log_var):
+        """The flow's context, ``[mean, log_var]``, where the flow has one (else None)."""
+        return ops.concatenate([mean, log_var], -1) if self.flow_context else None
 
     def draw_layers(self, mean, log_var, eps, prior=None) -> list[dict]:
         """Every stochastic layer of one draw per row of ``eps``, bottom-up.
@@ -337,7 +341,7 @@ class LatentStack(Sampling):
         log_q_d = -0.5 * (LOG_2PI + log_var + ops.square(pieces[0]))
         first = {"z": z, "mean": mean, "log_var": log_var}
         if self.flow_steps:
-            z, log_det = self._flow(z, ops.concatenate([mean, log_var], -1))
+            z, log_det = self._flow(z, self._context(mean, log_var))
             first = {"z": z, "log_q": ops.sum(log_q_d, -1) - log_det}
         else:
             first["log_q_d"] = log_q_d
