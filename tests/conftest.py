@@ -1,7 +1,8 @@
-"""Shared fixtures: small MNIST-format folders made by the tests, and real MNIST."""
+"""Shared fixtures: small MNIST-format folders made by the tests, real MNIST, and a lost Ctrl-C."""
 
 import gzip
 import os
+import signal
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -126,6 +127,30 @@ def self_signal_script(signal_name: str) -> str:
         f"        os.kill(os.getpid(), signal.{signal_name})\n"
         "callbacks.StopOnNonFinite.on_train_batch_end = on_train_batch_end\n"
         "sys.exit(cli.main(sys.argv[1:]))\n")
+
+
+class _SignalsWhenCollected:
+    """Sends this process SIGINT from its finalizer: the handler's exception is raised
+    inside ``__del__``, where Python prints "Exception ignored" and drops it, as it does
+    when the signal lands while a garbage-collector callback (JAX has one) runs."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+def lose_a_ctrl_c() -> None:
+    """A Ctrl-C whose exception never reaches the code that runs."""
+    _SignalsWhenCollected()  # collected at once
+
+
+@pytest.fixture
+def signal_handlers():
+    """SIGINT's and SIGTERM's handlers as they were before the test (an interrupted
+    command run in-process leaves them ignored, as a process on its way out)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -233,6 +233,37 @@ def test_a_crash_leaves_the_earlier_csv_and_no_probe_running(notebooks, tmp_path
     assert leftovers_after(OUR_PROBES) == []
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one
+def test_a_lost_ctrl_c_stops_the_class_and_writes_nothing(notebooks, tmp_path, monkeypatch,
+                                                          capsys, signal_handlers):
+    """A Ctrl-C whose exception was dropped (it landed in a garbage-collector callback)
+    while probes run: the wait for the probes raises it again, the others are stopped,
+    status 130 and one line, no report, no CSV, no feedback."""
+    from conftest import lose_a_ctrl_c
+    from test_grading_sandbox import OUR_PROBES, leftovers_after
+
+    out, paths = notebooks
+    grades, feedback = tmp_path / "grades.csv", tmp_path / "feedback"
+    grades.write_text("earlier grades\n")
+    real, calls = grader.outcome_result, []
+
+    def first_result_loses_a_ctrl_c(*args, **kwargs):
+        if not calls:
+            lose_a_ctrl_c()
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grader, "outcome_result", first_result_loses_a_ctrl_c)
+    status = cli.main(["tutorial", "check", str(paths["solution notebook"]),
+                       str(paths["student notebook"]), "--csv", str(grades), "--feedback",
+                       str(feedback), "--seed", "1", "--jobs", "1"])
+    captured = capsys.readouterr()
+    assert status == 130 and captured.err.strip().splitlines()[-1] == "vaelab: interrupted"
+    assert 1 <= len(calls) < 2 * len(ALL) and captured.out == ""
+    assert grades.read_text() == "earlier grades\n" and not feedback.exists()
+    assert leftovers_after(OUR_PROBES) == []
+
+
 def test_csv_cells_cannot_become_formulas():
     graded = [{"file": "=HYPERLINK(\"x\")", "score": 1, "total": 7,
                "exercises": {e.name: {"status": "pass", "message": ""}

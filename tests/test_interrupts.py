@@ -124,3 +124,47 @@ def test_evaluate_at_a_large_k_stops_within_seconds(tmp_path, data_dir):
     assert code == 130 and err.strip().splitlines()[-1].endswith("vaelab: interrupted"), err
     assert time.monotonic() - sent < 10
     assert not (run_dir / "evaluation.json").exists() and temporaries(run_dir) == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one
+def test_a_ctrl_c_whose_exception_was_lost_still_ends_the_command(signal_handlers):
+    """The handler raises where the signal lands; inside a finalizer or a garbage-collector
+    callback the exception is dropped. The command's next safe point raises it again, and
+    so does leaving the command."""
+    from conftest import lose_a_ctrl_c
+
+    from vaelab import signals
+
+    signals.check()  # outside a command: nothing to raise
+    reached = []
+    with pytest.raises(signals.Interrupted) as leaving:
+        with signals.handled(command=True):
+            lose_a_ctrl_c()
+            reached.append("after the lost exception")
+            with pytest.raises(signals.Interrupted) as at_a_safe_point:
+                signals.check()
+            assert at_a_safe_point.value.exit_status == 130
+            os.kill(os.getpid(), signal.SIGINT)  # the process is on its way out: ignored
+            reached.append("after a second signal")
+    assert reached == ["after the lost exception", "after a second signal"]
+    assert leaving.value.exit_status == 130
+    signals.check()  # the command has ended
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one
+def test_the_cli_exits_130_after_a_lost_ctrl_c(signal_handlers, monkeypatch, capsys):
+    from conftest import lose_a_ctrl_c
+
+    from vaelab.cli import commands
+
+    written = []
+
+    def command(args):
+        lose_a_ctrl_c()
+        written.append("result")
+        return 0
+
+    monkeypatch.setitem(commands.HANDLERS, "lost", command)
+    assert commands._run(type("Args", (), {"func": "lost"})()) == 130
+    assert written == ["result"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "vaelab: interrupted"

@@ -1,7 +1,7 @@
 """The package's layout by role, checked: each subpackage imports only those below it.
 
-paths, choices, machine → data → core → dist → store → analysis → training → experiments / teaching → cli
-(``docs/architecture.md``). Function-level imports count too.
+paths, choices, machine, signals → data → core → dist → store → analysis → training →
+experiments / teaching → cli (``docs/architecture.md``). Function-level imports count too.
 """
 
 import ast
@@ -11,9 +11,8 @@ from pathlib import Path
 import vaelab
 
 PACKAGE = Path(vaelab.__file__).parent
-RANK = {"paths": 0, "choices": 0, "machine": 0, "data": 1, "core": 2, "dist": 3, "store": 4, "analysis": 5,
-        "training": 6,
-        "experiments": 7, "teaching": 7, "cli": 8}
+RANK = {"paths": 0, "choices": 0, "machine": 0, "signals": 0, "data": 1, "core": 2, "dist": 3,
+        "store": 4, "analysis": 5, "training": 6, "experiments": 7, "teaching": 7, "cli": 8}
 
 
 def modules():

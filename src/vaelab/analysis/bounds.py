@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vaelab import signals
 from vaelab.analysis.metrics import kl_elementwise
 from vaelab.core import latents, likelihoods, objectives
 from vaelab.core.models.vae import one_hot
@@ -239,6 +240,7 @@ def iwae_nll(vae, x: np.ndarray, k: int, likelihood="gaussian", variance: float 
             used += log_w.shape[0]
         nll.append(-(running_max + np.log(running_sum) - np.log(used)))
         counted.append(used)
+        signals.check()  # a long estimate ends on a Ctrl-C even if its raise was lost
         if progress is not None:
             progress(start + len(xb))
     if set(counted) != {k}:

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vaelab import signals
 from vaelab.analysis import bounds, layers, metrics
 from vaelab.core.config import TrainConfig, UsageError
 from vaelab.core.latents import LatentStack
@@ -157,6 +158,7 @@ def _evaluate(run_dir: Path, config: TrainConfig, k: int, data_dir: str | None, 
     if per_layer is not None:
         values["layers"] = _layer_values(per_layer)
         values["layer_samples"] = LAYER_SAMPLES
+    signals.check()  # a Ctrl-C whose exception was lost: no evaluation written
     runs.write_json(run_dir / "evaluation.json", values)
     if verbose:
         print(f"{run_dir}: ELBO {elbo:.2f} ± {elbo_se:.2f}, IWAE NLL {nll:.2f} ± {nll_se:.2f} "

@@ -12,12 +12,11 @@ import traceback
 
 import numpy as np
 
-from vaelab import data
+from vaelab import data, signals
 from vaelab.choices import DATASET_TITLES as TITLES
 from vaelab.cli.parser import build_parser
 from vaelab.core.config import JobFailed, NonFiniteLoss, NotebookFailed, TrainConfig, UsageError
 from vaelab.dist import cluster
-from vaelab.training import interrupts
 
 
 def _data_fetch(args) -> None:
@@ -192,7 +191,7 @@ def run(args) -> int:
 def _run(args) -> int:
     """Run the command; user-caused errors become one line and an exit status."""
     try:
-        with interrupts.handled(command=True):
+        with signals.handled(command=True):
             status = HANDLERS[args.func](args)
     except (UsageError, data.DataError, data.DataMismatch) as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
@@ -203,7 +202,7 @@ def _run(args) -> int:
     except NonFiniteLoss as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 3
-    except interrupts.Interrupted as exc:
+    except signals.Interrupted as exc:
         detail = f" ({exc.checkpoint})" if exc.checkpoint else ""
         print(f"vaelab: interrupted{detail}", file=sys.stderr)
         return exc.exit_status

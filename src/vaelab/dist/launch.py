@@ -5,7 +5,7 @@ Starts N ``vaelab train … --distribute`` processes joined by a coordinator on
 job whole: when one process fails, the others are stopped (SIGTERM, then SIGKILL after
 ``grace`` seconds) and the launcher exits with the failing process's status and its
 last line. Ctrl-C (or SIGTERM) stops them all the same way (the CLI turns the signal
-into ``vaelab.training.interrupts.Interrupted``, exit status 130 or 143). This is how a multi-process
+into ``vaelab.signals.Interrupted``, exit status 130 or 143). This is how a multi-process
 run is tried on one machine before a cluster (``docs/scaling.md``).
 """
 
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vaelab import choices, machine
+from vaelab import choices, machine, signals
 from vaelab.core.config import UsageError
 
 GRACE_SECONDS = choices.LAUNCH_GRACE_SECONDS  # between SIGTERM and SIGKILL when stopping
@@ -115,7 +115,7 @@ def launch(num_processes: int, train_args: list[str], *, grace: float = GRACE_SE
             print(f"vaelab launch: {num_processes} process(es), PIDs {pids}, coordinator "
                   f"127.0.0.1:{port}; showing process 0's output", file=sys.stderr, flush=True)
             status, cause = _watch(processes, logs)
-        finally:  # normal end, a failure, Ctrl-C or SIGTERM (vaelab.training.interrupts): none outlives us
+        finally:  # normal end, a failure, Ctrl-C or SIGTERM (vaelab.signals): none outlives us
             _stop(processes, grace)
     if cause:  # after the others are stopped, so that it is the last line on the terminal
         print(f"vaelab launch: {cause}; the others were stopped", file=sys.stderr, flush=True)
@@ -134,6 +134,7 @@ def _watch(processes: list[subprocess.Popen], logs: list[Path]) -> tuple[int, st
         if all(status == 0 for status in statuses):
             return 0, ""
         time.sleep(POLL_SECONDS)
+        signals.check()
 
 
 def _failure(index: int, status: int, log: Path) -> str:

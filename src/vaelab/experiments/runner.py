@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vaelab import choices
+from vaelab import choices, signals
 from vaelab.core.config import TrainConfig, UsageError
 from vaelab.data import Dataset
 from vaelab.store import runs
-from vaelab.training import interrupts, preflight
+from vaelab.training import preflight
 from vaelab.training.population import Run, check_max_members, train_many
 
 
@@ -172,7 +172,7 @@ def _timed(kind: Kind, out: Path, summary: dict, step) -> None:
     started = time.perf_counter()
     try:
         step()
-    except interrupts.Interrupted as exc:
+    except signals.Interrupted as exc:
         hint = f"finish with: vaelab {kind.command} --resume {out}"
         exc.checkpoint = f"{exc.checkpoint}; {hint}" if exc.checkpoint else hint
         raise

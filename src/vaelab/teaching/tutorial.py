@@ -23,11 +23,10 @@ import subprocess
 import threading
 from pathlib import Path
 
-from vaelab import choices
+from vaelab import choices, signals
 from vaelab.core.config import NotebookFailed, UsageError
 from vaelab.paths import RESOURCES
 from vaelab.store import files as store
-from vaelab.training import interrupts
 
 BEGIN, END = "#!hwbegin", "#!hwend"
 DEFAULT_SOURCE = RESOURCES / "lab11.py"  # package data: works from an installed wheel
@@ -270,7 +269,7 @@ def _running_cell(notebook) -> str:
 def _execute(client, env: dict) -> None:
     """Run every cell in a worker thread, so that nbclient installs no signal handlers of its
     own (it does only in the main thread, and there it would turn Ctrl-C into a "dead
-    kernel"); here Ctrl-C or SIGTERM (``interrupts.handled``, or Python's KeyboardInterrupt)
+    kernel"); here Ctrl-C or SIGTERM (``signals.handled``, or Python's KeyboardInterrupt)
     kills the kernel and is raised as it came."""
     outcome: list[BaseException] = []
 
@@ -285,7 +284,8 @@ def _execute(client, env: dict) -> None:
     try:
         while worker.is_alive():
             worker.join(0.2)
-    except (interrupts.Interrupted, KeyboardInterrupt):
+            signals.check()
+    except (signals.Interrupted, KeyboardInterrupt):
         _kill_kernel(client)
         worker.join(30)
         raise

@@ -14,12 +14,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from vaelab import signals
 from vaelab.core import keras_seam
 from vaelab.core.config import UsageError
 from vaelab.core.models import sampling_layers
 from vaelab.dist import cluster
 from vaelab.store import runs
-from vaelab.training import interrupts
 
 FOLDER = runs.CHECKPOINT  # inside a run folder
 
@@ -53,7 +53,7 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        whole = self.gate.whole if self.gate is not None else interrupts.pending() is None
+        whole = self.gate.whole if self.gate is not None else signals.pending() is None
         if not whole:  # a signal cut the epoch's training or validation short
             return
         if not all(math.isfinite(float(v)) for v in logs.values()):

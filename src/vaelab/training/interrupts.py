@@ -1,103 +1,19 @@
-"""Ctrl-C (SIGINT) and SIGTERM that stop training cleanly.
+"""Training's side of Ctrl-C and SIGTERM: :class:`StopOnSignal` ends ``fit`` at the next
+batch or step-group end after a signal recorded by :func:`vaelab.signals.deferred`.
 
-A ``KeyboardInterrupt`` raised while Keras' ``fit`` runs is usually swallowed: Keras
-converts each batch's logs inside a bare ``except:``. So during ``fit``
-(:func:`deferred`) the handler only records the signal, :class:`StopOnSignal` stops
-training at the next batch or step-group end, and :func:`deferred` raises
-:class:`Interrupted` once ``fit`` has returned. Outside ``fit`` the handler raises
-:class:`Interrupted` at once. ``Interrupted`` derives from ``BaseException`` (like
-``KeyboardInterrupt``), so ``except Exception`` does not swallow it, and every atomic
-write's ``finally`` removes its temporary file on the way out.
+The mechanism itself (:class:`~vaelab.signals.Interrupted`, ``handled``, ``deferred``,
+``pending``, ``check``) lives in :mod:`vaelab.signals`, below every role, so that the waits
+of the analysis, the launcher and the grader can check it; its names are importable from
+here too, as they were before.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-
 import keras
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_state = {"deferring": False, "pending": None, "command": False, "raised": False}
+from vaelab.signals import Interrupted, check, deferred, handled, pending
 
-
-class Interrupted(BaseException):
-    """The process got SIGINT or SIGTERM; ``exit_status`` is ``128 + signal number``.
-
-    ``checkpoint`` says what a resumed run would continue from (set by training).
-    """
-
-    def __init__(self, signum: int, checkpoint: str | None = None):
-        super().__init__(signum)
-        self.signum = signum
-        self.checkpoint = checkpoint
-
-    @property
-    def exit_status(self) -> int:
-        return 128 + self.signum
-
-
-def _interrupt(signum: int) -> Interrupted:
-    _state["raised"] = _state["command"]  # a command exits now: later signals are ignored
-    return Interrupted(signum)
-
-
-def _handler(signum, frame):
-    if _state["deferring"]:
-        if _state["pending"] is None:
-            _state["pending"] = signum
-        return
-    if _state["raised"]:
-        return
-    raise _interrupt(signum)
-
-
-def pending() -> int | None:
-    """The signal received while deferring, if any."""
-    return _state["pending"]
-
-
-@contextlib.contextmanager
-def handled(command: bool = False):
-    """SIGINT and SIGTERM raise :class:`Interrupted` (main thread only; elsewhere a no-op).
-
-    ``command=True`` is for a whole CLI command: once one interrupt has been raised the
-    process is on its way out, so further signals are ignored until it exits (a second
-    Ctrl-C must not turn exit status 130 into a traceback). Otherwise the previous
-    handlers come back on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _handler) for s in SIGNALS}
-    if command:
-        _state.update(command=True, raised=False)
-    try:
-        yield
-    finally:
-        if command and _state["raised"]:
-            for s in SIGNALS:
-                signal.signal(s, signal.SIG_IGN)
-        else:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        if command:
-            _state["command"] = False
-
-
-@contextlib.contextmanager
-def deferred():
-    """Record SIGINT/SIGTERM instead of raising; raise :class:`Interrupted` at the end."""
-    with handled():
-        _state.update(deferring=True, pending=None)
-        try:
-            yield
-        finally:
-            _state["deferring"] = False
-        signum, _state["pending"] = _state["pending"], None
-        if signum is not None:
-            raise _interrupt(signum)
+__all__ = ["Interrupted", "StopOnSignal", "check", "deferred", "handled", "pending"]
 
 
 class StopOnSignal(keras.callbacks.Callback):

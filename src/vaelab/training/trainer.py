@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from vaelab import signals
 from vaelab.core import keras_seam
 from vaelab.core.config import JobFailed, NonFiniteLoss, TrainConfig, UsageError
 from vaelab.core.models import VAE, build_vae, compile_vae
@@ -27,7 +28,7 @@ from vaelab.data import Dataset
 from vaelab.dist import cluster
 from vaelab.dist.devices import check_divisible, distribution_scope
 from vaelab.store import runs
-from vaelab.training import checkpoint, interrupts, preflight, results
+from vaelab.training import checkpoint, preflight, results
 from vaelab.training.fit import Fit, Member, fit_settings, validation_batch_size
 from vaelab.training.preflight import as_dataset, run_dataset
 
@@ -257,21 +258,21 @@ def fit_and_finish(members: list[Member], dataset: Dataset, initial_epoch: int,
     """Fit ``members`` from ``initial_epoch`` with checkpoints, then write each run's results.
 
     A SIGINT/SIGTERM stops the fit at the next step (group) end and raises
-    :class:`~vaelab.training.interrupts.Interrupted` naming the last checkpoints.
+    :class:`~vaelab.signals.Interrupted` naming the last checkpoints.
     """
     fit = Fit(members, dataset, verbose)
     started = time.perf_counter()
     try:
-        with interrupts.deferred():
+        with signals.deferred():
             fit.run(initial_epoch)
-    except interrupts.Interrupted as exc:
+    except signals.Interrupted as exc:
         exc.checkpoint = fit.last_checkpoints()
         raise
     except Exception as exc:
         if not cluster.lost_contact(exc):
             raise
-        if interrupts.pending() is not None:  # stopped with the others: not a failure
-            raise interrupts.Interrupted(interrupts.pending(), fit.last_checkpoints()) from None
+        if signals.pending() is not None:  # stopped with the others: not a failure
+            raise signals.Interrupted(signals.pending(), fit.last_checkpoints()) from None
         raise JobFailed(f"{cluster.lost_contact_message(exc)}; "
                         f"{fit.last_checkpoints() or 'process 0 keeps the last checkpoint'}"
                         ) from None

@@ -23,7 +23,7 @@ import signal
 import sys
 from pathlib import Path
 
-from vaelab import choices, machine
+from vaelab import choices, machine, signals
 from vaelab.core.config import UsageError
 from vaelab.teaching.grading import exercises, reports, sandbox, verdicts
 from vaelab.teaching.grading.exercises import EXERCISES
@@ -32,6 +32,7 @@ from vaelab.teaching.grading.wire import Report, Unusable
 
 DEFAULT_TIMEOUT = choices.GRADING_TIMEOUT  # seconds per exercise
 DEFAULT_MEMORY = choices.GRADING_MEMORY  # MiB of address space per probe process
+WAIT_ROUND = 0.2  # seconds between looks for a lost Ctrl-C while probes run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,11 +164,16 @@ def grade(paths, config: Settings, progress: reports.Progress | None = None
     pool, futures = concurrent.futures.ThreadPoolExecutor(max_workers=config.jobs), {}
     try:
         futures = {pool.submit(probe, task): task for task in tasks}
-        for future in concurrent.futures.as_completed(futures):
-            index, name, _ = futures[future]
-            results[index][name] = outcome_result(future.result(), name, inputs[name],
-                                                  config.timeout)
-            finished(index)
+        waiting = set(futures)
+        while waiting:
+            done, waiting = concurrent.futures.wait(
+                waiting, timeout=WAIT_ROUND, return_when=concurrent.futures.FIRST_COMPLETED)
+            signals.check()  # a Ctrl-C whose exception was lost still stops the class
+            for future in sorted(done, key=lambda f: futures[f][:2]):
+                index, name, _ = futures[future]
+                results[index][name] = outcome_result(future.result(), name, inputs[name],
+                                                      config.timeout)
+                finished(index)
     finally:  # normally all done; after Ctrl-C or a crash, no probe outlives the grader
         pool.shutdown(wait=False, cancel_futures=True)
         pending = [f for f in futures if not f.done()]
@@ -257,6 +263,7 @@ def main(submissions, as_json: bool = False, csv_path=None, timeout: float = DEF
         print("vaelab: warning: --no-sandbox: students' code runs with your rights, without "
               "isolation or a process limit", file=sys.stderr)
     graded, errors = grade(paths, config, reports.Progress(len(paths)))
+    signals.check()  # nothing printed or written after a Ctrl-C
     mode = config.box.mode
     if as_json:
         print(json.dumps({"seed": config.seed, "sandbox": mode, "graded": graded,
