@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -340,6 +341,81 @@ def test_a_garbage_checkpoint_model(tmp_path, data_dir, capsys):
     (run / "checkpoint" / "state.json").write_text(json.dumps(state))
     assert cli.main(["train", "--resume", str(run), "--quiet"]) == 2
     one_line(capsys, "epoch-1.keras cannot be read as a Keras model")
+
+
+def edit_config(run, **changes):
+    values = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**values, **changes}))
+
+
+def folder_state(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()
+            and p.name != runs.LOCK}
+
+
+@pytest.mark.parametrize("changes,difference", [
+    ({"activation": "tanh"}, "encoder/encoder_hidden's activation is 'relu' in the saved model, "
+                             "'tanh' in config.json"),
+    ({"hidden_dim": 9}, "encoder/encoder_hidden's units is 8 in the saved model, 9 in config.json"),
+    ({"posterior": "iaf:1"}, "sampling's class_name is 'Sampling' in the saved model, "
+                             "'LatentStack' in config.json"),
+    ({"likelihood": "bernoulli"}, "the model's likelihood is 'gaussian' in the saved model, "
+                                  "'bernoulli' in config.json"),
+    ({"seed": 7}, "sampling's seed is 0 in the saved model, 7 in config.json"),
+])
+def test_a_config_edited_after_the_checkpoint_does_not_steer_a_resume(
+        tmp_path, data_dir, capsys, monkeypatch, signal_handlers, changes, difference):
+    """The checkpoint decides what is trained, config.json what the folder says it is: when
+    they disagree the resume is refused, naming the first difference, and nothing moves."""
+    from vaelab.training import callbacks
+
+    original = callbacks.StopOnNonFinite.on_train_batch_end
+
+    def ctrl_c_in_epoch_3(self, batch, logs=None):
+        original(self, batch, logs)
+        if self._epoch == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(callbacks.StopOnNonFinite, "on_train_batch_end", ctrl_c_in_epoch_3)
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "4", "--data-dir", str(data_dir),
+                     "--out", str(run)]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    edit_config(run, **changes)
+    before = folder_state(run)
+    assert cli.main(["train", "--resume", str(run), "--quiet"]) == 2
+    one_line(capsys, f"{run}/config.json does not describe {run}/checkpoint/epoch-2.keras: "
+                     f"{difference}; put back the config.json the run was made with, or train "
+                     f"the run again")
+    assert folder_state(run) == before
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--k", "2", "--quiet"], ["sample"], ["explore"]])
+def test_a_config_edited_after_training_decides_no_result(tmp_path, finished, capsys, command):
+    run = copy_run(finished, tmp_path)
+    edit_config(run, latent_dim=3)
+    before = folder_state(run)
+    assert cli.main([command[0], str(run), *command[1:]]) == 2
+    one_line(capsys, f"{run}/config.json does not describe {run}/model.keras: encoder/z_mean's "
+                     f"units is 2 in the saved model, 3 in config.json")
+    assert folder_state(run) == before
+
+
+def test_a_config_edited_into_a_model_the_images_cannot_have(tmp_path, capsys):
+    """An MLP run on 30 × 30 images whose config.json now says conv (which needs a side
+    divisible by 4): one line naming why, no traceback."""
+    make_idx_dir(tmp_path / "data", n_train=32, n_test=16, side=30)
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--data-dir", str(tmp_path / "data"), "--out",
+                     str(run)]) == 0
+    capsys.readouterr()
+    edit_config(run, model="conv")
+    before = folder_state(run)
+    assert cli.main(["sample", str(run)]) == 2
+    err = one_line(capsys, f"{run}/config.json does not describe {run}/model.keras: ")
+    assert "divisible by 4" in err, err
+    assert folder_state(run) == before
 
 
 def test_the_labs_classifier_folder_is_not_a_vae_run(tmp_path, capsys):

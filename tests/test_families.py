@@ -1,6 +1,7 @@
 """Model families and datasets: conv and conditional VAEs, any image size, Fashion-MNIST,
 `vaelab sample`; each trains on a small subset and beats a bound an untrained model misses."""
 
+import dataclasses
 import json
 
 import keras
@@ -219,3 +220,38 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_for_a_conv_run(tmp_p
     resumed, uninterrupted = (runs.read_history_csv(d / "history.csv") for d in (killed, straight))
     for key in uninterrupted:
         np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, atol=1e-7)
+
+
+def test_a_conv_model_saved_with_keras_own_convolutions_is_the_model_its_config_describes():
+    """Conv models saved before vaelab's matrix-product convolutions hold Keras' Conv2D and
+    Conv2DTranspose: the same model, so evaluate, sample and a resume accept it; an edit of
+    its config is still named. Layers Keras named by its counter match by their order."""
+    from vaelab.core.config import UsageError
+    from vaelab.core.models import VAE
+    from vaelab.core.models.described import build_described, check_described
+
+    config = TrainConfig(model="conv", hidden_dim=16, latent_dim=2, conditional=True,
+                         classes=10)
+    saved = build_described(config, 784)
+    as_keras = {"PatchConv2D": "Conv2D", "SubPixelConv2DTranspose": "Conv2DTranspose"}
+
+    def with_keras_layers(value):
+        if isinstance(value, dict):
+            value = {k: with_keras_layers(v) for k, v in value.items()}
+            if value.get("class_name") in as_keras:
+                value.update(class_name=as_keras[value["class_name"]], module="keras.layers",
+                             registered_name=None)
+            return value
+        return [with_keras_layers(v) for v in value] if isinstance(value, list) else value
+
+    text = json.dumps(keras.saving.serialize_keras_object(saved.model))
+    assert text.count('"PatchConv2D"') == 2 and text.count('"SubPixelConv2DTranspose"') == 2
+    legacy = VAE.from_model(keras.saving.deserialize_keras_object(
+        with_keras_layers(json.loads(text))))
+    assert "Conv2D" in {type(layer).__name__ for layer in legacy.encoder.layers}
+    assert "Conv2DTranspose" in {type(layer).__name__ for layer in legacy.decoder.layers}
+    check_described(legacy, config, "RUN/model.keras", "RUN/config.json")
+    with pytest.raises(UsageError, match=r"RUN/config.json does not describe RUN/model.keras: "
+                                         r"encoder/\w+'s units is 16 in the saved model, 17 in"):
+        check_described(legacy, dataclasses.replace(config, hidden_dim=17), "RUN/model.keras",
+                        "RUN/config.json")

@@ -168,3 +168,29 @@ def test_the_cli_exits_130_after_a_lost_ctrl_c(signal_handlers, monkeypatch, cap
     assert commands._run(type("Args", (), {"func": "lost"})()) == 130
     assert written == ["result"]
     assert capsys.readouterr().err.strip().splitlines()[-1] == "vaelab: interrupted"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one
+def test_a_ctrl_c_lost_before_the_fit_trains_nothing(tmp_path, data_dir, monkeypatch, capsys,
+                                                     signal_handlers):
+    """Lost while the model is built: the fit does not start, no checkpoint or result is
+    written, status 130."""
+    from conftest import lose_a_ctrl_c
+
+    from vaelab.training import trainer
+
+    built = []
+
+    def new_vae(*args, **kwargs):
+        built.append(1)
+        lose_a_ctrl_c()
+        return real(*args, **kwargs)
+
+    real = trainer.new_vae
+    monkeypatch.setattr(trainer, "new_vae", new_vae)
+    run_dir = tmp_path / "run"
+    assert cli.main(cli_args(data_dir, run_dir, SMALL)) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert built and last == "vaelab: interrupted (no checkpoint yet)", last
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoint").exists()
+    assert not (run_dir / "history.csv").exists()

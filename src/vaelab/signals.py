@@ -107,6 +107,7 @@ def handled(command: bool = False):
 @contextlib.contextmanager
 def deferred():
     """Record SIGINT/SIGTERM instead of raising; raise :class:`Interrupted` at the end."""
+    check()  # an interrupt lost before the fit ends the command before it starts
     with handled():
         _state.update(deferring=True, pending=None)
         try:

@@ -105,7 +105,7 @@ def _evaluate(run_dir: Path, config: TrainConfig, k: int, data_dir: str | None, 
                                   or test_size < 1):
         raise UsageError(f"--test-size must be a positive integer, received {test_size!r}")
     full = runs.load_run_data(run_dir, config, data_dir, check=False)
-    vae = runs.load_vae(run_dir, full.input_dim)  # a wrong image size is the clearer message
+    vae = runs.load_vae(run_dir, full.input_dim, config)  # the image size: the clearer message
     runs.check_run_data(run_dir, full)
     dataset = full.select(None, config.test_size if test_size is None else test_size,
                           config.model_likelihood, config.test_binarization_seed)

@@ -191,7 +191,7 @@ def write_explorer(run_dir, vae=None, dataset=None, out=None, encoded=None,
             dataset = runs.load_run_data(run_dir, config, data_dir).select(
                 2, config.test_size, config.model_likelihood, config.test_binarization_seed)
         if vae is None:
-            vae = runs.load_vae(run_dir, dataset.input_dim)
+            vae = runs.load_vae(run_dir, dataset.input_dim, config)
         return _write(run_dir, vae, dataset, out, encoded)
 
 

@@ -232,8 +232,8 @@ def write_samples(run_dir, out=None, n: int = 64, label: int | None = None,
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, received {seed!r}")
     with runs.open_run(run_dir, shared=out is not None,
-                       hint="; --out writes the file elsewhere"):
-        vae = runs.load_vae(run_dir)
+                       hint="; --out writes the file elsewhere") as config:
+        vae = runs.load_vae(run_dir, config=config)
         if label is not None and not vae.classes:
             raise UsageError(f"{run_dir} is not a conditional run; --label does not apply")
         if label is not None and not 0 <= label < vae.classes:

@@ -148,3 +148,9 @@ class PatchConv2D(keras.layers.Conv2D):
         if self.use_bias:
             outputs = outputs + self.bias
         return self.activation(outputs)
+
+
+# Each of these computes its Keras base layer's function of the same weights with the same
+# settings: a model saved with either is the same model.
+KERAS_EQUIVALENTS = {SubPixelConv2DTranspose.__name__: "Conv2DTranspose",
+                     PatchConv2D.__name__: "Conv2D"}

@@ -21,6 +21,7 @@ import keras
 import vaelab
 from vaelab.core.config import TrainConfig, UsageError
 from vaelab.core.models import VAE
+from vaelab.core.models.described import check_described
 from vaelab.core.models.vae import device_count
 from vaelab.data import DataMismatch, Dataset
 from vaelab.store.files import (atomic_path, check_output_file, read_history_csv, read_json,
@@ -229,8 +230,9 @@ def load_model(path) -> keras.Model:
         raise UsageError(f"{path} cannot be read as a Keras model ({reason})") from None
 
 
-def load_vae(run_dir, input_dim: int | None = None):
-    """The run's VAE (``model.keras``, safe mode), checked against the data's image size."""
+def load_vae(run_dir, input_dim: int | None = None, config: TrainConfig | None = None):
+    """The run's VAE (``model.keras``, safe mode), checked against the data's image size and
+    against the model ``config`` (the run's ``config.json``) describes."""
     path = Path(run_dir) / "model.keras"
     model = load_model(path)
     try:
@@ -241,6 +243,8 @@ def load_vae(run_dir, input_dim: int | None = None):
     if input_dim is not None and expected != input_dim:
         raise UsageError(f"the model in {run_dir} expects {expected} pixels per image, the data "
                          f"has {input_dim}")
+    if config is not None:
+        check_described(vae, config, path, Path(run_dir) / "config.json")
     return vae
 
 

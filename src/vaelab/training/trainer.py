@@ -23,7 +23,8 @@ import numpy as np
 from vaelab import signals
 from vaelab.core import keras_seam
 from vaelab.core.config import JobFailed, NonFiniteLoss, TrainConfig, UsageError
-from vaelab.core.models import VAE, build_vae, compile_vae
+from vaelab.core.models import VAE, compile_vae
+from vaelab.core.models.described import build_described, check_described
 from vaelab.data import Dataset
 from vaelab.dist import cluster
 from vaelab.dist.devices import check_divisible, distribution_scope
@@ -191,21 +192,12 @@ def batch_rows(config: TrainConfig, dataset: Dataset) -> int:
 def new_vae(config: TrainConfig, input_dim: int, train_images=None) -> VAE:
     """A freshly initialised, compiled VAE; the weights depend on ``config.seed`` only, and
     with ``--output-bias data`` the output bias on ``train_images``' mean pixel."""
-    config = config.for_data(input_dim)
-    with keras_seam.seeded(config.seed):
-        vae = build_vae(input_dim, config.hidden, config.latents[0],
-                        config.effective_kl_scale(input_dim), seed=config.seed,
-                        likelihood=config.likelihood, activation=config.activation,
-                        model=config.model, classes=config.classes or 0,
-                        free_bits=config.free_bits, objective=config.objective,
-                        upper=list(zip(config.latents[1:], config.hidden_groups[1:])),
-                        flow_steps=config.flow_steps, components=config.pseudo_inputs,
-                        flow_context=config.flow_context)
-        if config.output_bias == "data":
-            if train_images is None:
-                raise ValueError("--output-bias data needs the training images")
-            vae.start_output_at(np.mean(train_images, axis=0, dtype=np.float64))
-        return compile_vae(vae, config.learning_rate, config.adam_epsilon)
+    vae = build_described(config, input_dim)
+    if config.output_bias == "data":
+        if train_images is None:
+            raise ValueError("--output-bias data needs the training images")
+        vae.start_output_at(np.mean(train_images, axis=0, dtype=np.float64))
+    return compile_vae(vae, config.learning_rate, config.adam_epsilon)
 
 
 def resume(run_dir, *, overrides: dict | None = None, verbose: bool = True, arrays=None) -> dict:
@@ -248,6 +240,8 @@ def _resume_run(run_dir: Path, config: TrainConfig, overrides: dict | None, verb
         if vae.input_dim != dataset.input_dim:
             raise UsageError(f"the model expects {vae.input_dim} pixels per image, "
                              f"the data has {dataset.input_dim}")
+        check_described(vae, config, run_dir / checkpoint.FOLDER / state["model"],
+                        run_dir / "config.json")
         checkpoint.restore_seed_states(vae.model, state["seed_states"])
         member = Member(config, vae, run_dir, state["history"])
         return fit_and_finish([member], dataset, state["epochs_done"], verbose)[0]
@@ -279,6 +273,7 @@ def fit_and_finish(members: list[Member], dataset: Dataset, initial_epoch: int,
     seconds = time.perf_counter() - started
     written, failures = [], []
     for i, member in enumerate(members):
+        signals.check()  # a Ctrl-C whose raise was lost: no more results written
         guard, saver = fit.guards[i], fit.savers[i]
         if guard.where is not None:
             why = results.non_finite_message(guard, saver, member.run_dir)
