@@ -4,8 +4,8 @@ A ``KeyboardInterrupt`` raised while Keras' ``fit`` runs is usually swallowed: K
 converts each batch's logs inside a bare ``except:``. So during ``fit``
 (:func:`deferred`) the handler only records the signal, training's ``StopOnSignal``
 callback (``vaelab.training.interrupts``) stops it at the next batch or step-group end,
-and :func:`deferred` raises
-:class:`Interrupted` once ``fit`` has returned. Outside ``fit`` the handler raises
+and :func:`deferred` raises :class:`Interrupted` once ``fit`` has returned (or on entry,
+for an interrupt lost before the fit). Outside ``fit`` the handler raises
 :class:`Interrupted` at once. ``Interrupted`` derives from ``BaseException`` (like
 ``KeyboardInterrupt``), so ``except Exception`` does not swallow it, and every atomic
 write's ``finally`` removes its temporary file on the way out.

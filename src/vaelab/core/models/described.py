@@ -96,8 +96,7 @@ def _first_difference(saved, described, layers: tuple = (), key: str = "") -> st
         if isinstance(inner, dict) and isinstance(inner.get("name"), str):
             layers = (*layers, inner["name"])
         names = [*saved, *(k for k in described if k not in saved)]
-        nested = [isinstance(saved.get(n), (dict, list)) for n in names]
-        for name in sorted(names, key=lambda n: nested[names.index(n)]):  # plain values first
+        for name in sorted(names, key=lambda n: isinstance(saved.get(n), (dict, list))):
             if name not in saved or name not in described:
                 holder = "the saved model" if name in saved else "config.json"
                 return f"{at}{name} is only in {holder}"

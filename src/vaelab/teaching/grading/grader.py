@@ -169,7 +169,7 @@ def grade(paths, config: Settings, progress: reports.Progress | None = None
             done, waiting = concurrent.futures.wait(
                 waiting, timeout=WAIT_ROUND, return_when=concurrent.futures.FIRST_COMPLETED)
             signals.check()  # a Ctrl-C whose exception was lost still stops the class
-            for future in sorted(done, key=lambda f: futures[f][:2]):
+            for future in done:
                 index, name, _ = futures[future]
                 results[index][name] = outcome_result(future.result(), name, inputs[name],
                                                       config.timeout)
